@@ -1,0 +1,1 @@
+"""Clients: WebSocket client library, microphone loopback, latency tool."""

@@ -1,0 +1,3 @@
+from hopcodec.cli import main
+
+raise SystemExit(main())

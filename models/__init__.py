@@ -1,0 +1,1 @@
+"""Torch model definitions, data preparation, training and ONNX export (training extra)."""

@@ -1,0 +1,34 @@
+"""Whole-signal helpers over the streaming encoder and decoder (files, tests, the bench)."""
+
+import numpy as np
+
+from streaming_core.bitstream import PACKET_HEADER
+from streaming_core.decoder import StreamDecoder, Synthesizer
+from streaming_core.encoder import StreamEncoder
+from streaming_core.modes import DEFAULT_MODE, Mode
+
+FILE_FRAMES_PER_PACKET = 20
+"""Frames per packet in coded files (200 ms: 5 header + 2 length bytes per 20 frames)."""
+
+
+def encode_audio(
+    signal: np.ndarray, mode: str | Mode = DEFAULT_MODE, frames_per_packet: int = 1
+) -> list[bytes]:
+    """Packets for a whole 16 kHz mono signal."""
+    encoder = StreamEncoder(mode, frames_per_packet=frames_per_packet)
+    return encoder.push(signal) + encoder.flush()
+
+
+def decode_packets(
+    packets: list[bytes], n_samples: int, synthesizer: Synthesizer | None = None
+) -> np.ndarray:
+    """16 kHz audio for a whole stream, delay removed: sample i stands for input sample i."""
+    decoder = StreamDecoder(synthesizer)
+    audio = np.concatenate([decoder.decode(p) for p in packets] or [np.zeros(0, np.float32)])
+    aligned = audio[decoder.delay : decoder.delay + n_samples]
+    return np.pad(aligned, (0, n_samples - len(aligned)))
+
+
+def payload_bits(packets: list[bytes]) -> int:
+    """Payload bits in packets (headers excluded)."""
+    return 8 * sum(len(p) - PACKET_HEADER.size for p in packets)

@@ -1,0 +1,128 @@
+"""The streaming decoder: packets in, 16 kHz audio out, lost frames concealed.
+
+A `StreamDecoder` owns one stream's `DecoderState`; the synthesizer it calls (DSP baseline or
+an ONNX neural decoder) is stateless and may be shared by any number of streams. Sequence
+numbers reveal lost frames, which are concealed from the quantizer's guess; late or duplicate
+packets are dropped and counted.
+"""
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from streaming_core.bitpack import BitReader
+from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
+from streaming_core.dsp_synth import DspSynthesizer
+from streaming_core.errors import BitstreamError
+from streaming_core.modes import Mode
+
+MAX_CONCEALED_GAP = 100
+"""A gap of more frames than this (1 s) is not concealed frame by frame: the stream restarts."""
+
+
+class Synthesizer(Protocol):
+    """Turns feature frames into audio, one stream's state at a time."""
+
+    name: str
+    delay: int
+    """Samples by which its output lags the input beyond hop buffering."""
+
+    def new_state(self) -> Any:
+        """A fresh per-stream state."""
+
+    def synthesize(self, features: np.ndarray, state: Any) -> np.ndarray:
+        """Audio (n * HOP,) float32 for features (n, NB_FEATURES)."""
+
+
+@dataclass
+class DecoderState:
+    """Everything one stream's decoder carries between packets."""
+
+    synth: Any
+    """The synthesizer's per-stream state (filter memories, GRU states, ...)."""
+    quantizer_states: dict[int, Any] = field(default_factory=dict)
+    """Per mode id: the dequantizer's state (e.g. predictor GRU state)."""
+    current_mode: Mode | None = None
+    """Mode of the last packet decoded (for concealment)."""
+    next_frame: int | None = None
+    """Sequence number expected next (None before the first packet)."""
+    frames_decoded: int = 0
+    frames_concealed: int = 0
+    packets_dropped: int = 0
+    """Late or duplicate packets that were not played."""
+
+
+class StreamDecoder:
+    """Decodes one stream of packets to 16 kHz float32 audio."""
+
+    def __init__(self, synthesizer: Synthesizer | None = None) -> None:
+        self.synthesizer = synthesizer if synthesizer is not None else DspSynthesizer()
+        self.state = DecoderState(synth=self.synthesizer.new_state())
+
+    def reset(self) -> None:
+        """Start a new stream: forget all history."""
+        self.state = DecoderState(synth=self.synthesizer.new_state())
+
+    @property
+    def delay(self) -> int:
+        """Decoder delay in samples."""
+        return self.synthesizer.delay
+
+    def decode(self, data: bytes | Packet) -> np.ndarray:
+        """Audio for one packet, preceded by concealment of any frames lost before it.
+
+        A late or duplicate packet returns no audio. Raises `BitstreamError` for a packet that
+        cannot be decoded; the decoder state is then unchanged.
+        """
+        packet = data if isinstance(data, Packet) else parse_packet(data)
+        state = self.state
+        concealed = np.zeros(0, dtype=np.float32)
+        if state.next_frame is not None:
+            gap = (packet.sequence - state.next_frame) % SEQUENCE_MODULO
+            if gap >= SEQUENCE_MODULO // 2:
+                state.packets_dropped += 1
+                return concealed
+            if gap > MAX_CONCEALED_GAP:
+                self.reset()
+                state = self.state
+            elif gap:
+                concealed = self.conceal(gap)
+        features = self._dequantize(packet)
+        state.current_mode = packet.mode
+        state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
+        state.frames_decoded += packet.frame_count
+        audio = self.synthesizer.synthesize(features, state.synth)
+        return np.concatenate((concealed, audio)) if len(concealed) else audio
+
+    def conceal(self, frames: int) -> np.ndarray:
+        """Audio for `frames` lost frames, from the quantizer's guess of each."""
+        state = self.state
+        if frames <= 0 or state.current_mode is None:
+            return np.zeros(0, dtype=np.float32)
+        quantizer = state.current_mode.quantizer
+        qstate = state.quantizer_states[state.current_mode.id]
+        guesses = np.stack([quantizer.conceal(qstate) for _ in range(frames)])
+        state.frames_concealed += frames
+        if state.next_frame is not None:
+            state.next_frame = (state.next_frame + frames) % SEQUENCE_MODULO
+        return self.synthesizer.synthesize(guesses, state.synth)
+
+    def _dequantize(self, packet: Packet) -> np.ndarray:
+        """Features of every frame in the packet; the state changes only if all of them parse."""
+        quantizer = packet.mode.quantizer
+        states = self.state.quantizer_states
+        if packet.reset or packet.mode.id not in states:
+            qstate = quantizer.new_state()
+        else:
+            qstate = states[packet.mode.id]
+        trial = copy.deepcopy(qstate)
+        reader = BitReader(packet.payload)
+        frames = [quantizer.decode(reader, trial) for _ in range(packet.frame_count)]
+        reader.check_padding()
+        states[packet.mode.id] = trial
+        return np.stack(frames)
+
+
+__all__ = ["BitstreamError", "DecoderState", "StreamDecoder", "Synthesizer"]

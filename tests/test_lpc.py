@@ -1,0 +1,56 @@
+"""Levinson-Durbin against a direct solve; the synthesis filter from any cepstrum is stable."""
+
+import numpy as np
+import pytest
+from scipy.linalg import solve_toeplitz
+
+from streaming_core.analysis import analyze_signal
+from streaming_core.constants import LPC_ORDER, NB_BANDS
+from streaming_core.lpc import autocorrelation_from_cepstrum, levinson, lpc_from_cepstrum
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_levinson_matches_direct_solve(seed):
+    rng = np.random.default_rng(seed)
+    x = np.convolve(rng.standard_normal(8000), rng.standard_normal(6), mode="same")
+    r = np.array([x[: len(x) - k] @ x[k:] for k in range(LPC_ORDER + 1)]) / len(x)
+    a, error = levinson(r)
+    direct = solve_toeplitz(r[:LPC_ORDER], -r[1:])
+    np.testing.assert_allclose(a[1:], direct, rtol=1e-8, atol=1e-10)
+    assert error == pytest.approx(r[0] + a[1:] @ r[1:], rel=1e-9)
+
+
+def test_levinson_of_silence_is_identity():
+    a, error = levinson(np.zeros(LPC_ORDER + 1))
+    assert a[0] == 1 and not a[1:].any() and error == 0
+
+
+def _is_stable(a: np.ndarray) -> bool:
+    return bool(np.all(np.abs(np.roots(a)) < 1.0))
+
+
+def test_synthesis_filter_stable_on_real_speech(speech_clip):
+    features = analyze_signal(speech_clip)
+    for frame in features[::3]:
+        a, residual = lpc_from_cepstrum(frame[:NB_BANDS])
+        assert _is_stable(a)
+        assert residual >= 0
+
+
+def test_synthesis_filter_stable_on_random_cepstra():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        cepstrum = rng.normal(0, 3, NB_BANDS) * np.linspace(3, 0.3, NB_BANDS)
+        a, residual = lpc_from_cepstrum(cepstrum)
+        assert _is_stable(a), cepstrum
+        assert residual >= 0
+
+
+def test_autocorrelation_gives_signal_power():
+    # White noise of known power: r[0] recovered from the cepstrum within a dB.
+    rng = np.random.default_rng(2)
+    noise = 0.1 * rng.standard_normal(16000)
+    features = analyze_signal(noise)
+    r0 = np.median([autocorrelation_from_cepstrum(f[:NB_BANDS])[0] for f in features[5:]])
+    emphasized = noise[1:] - 0.85 * noise[:-1]
+    assert 10 * np.log10(r0 / np.mean(emphasized**2)) == pytest.approx(0.0, abs=1.0)
