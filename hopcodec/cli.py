@@ -23,7 +23,7 @@ from streaming_core.modes import DEFAULT_MODE, Mode, get_mode, list_modes, mode_
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEFAULT_SAMPLE = SAMPLES_DIR / "it_carlo_youarenext.wav"
 
-PLUGINS = ("hopcodec.bench.cli", "models.data.cli")
+PLUGINS = ("hopcodec.bench.cli", "models.data.cli", "server.cli", "client.cli")
 """Modules that add subcommands with a `register(subparsers)` function."""
 
 
