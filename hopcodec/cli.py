@@ -17,8 +17,8 @@ from streaming_core.bitstream import PACKET_HEADER, FileHeader, read_coded_file,
 from streaming_core.codec import FILE_FRAMES_PER_PACKET, decode_packets, encode_audio
 from streaming_core.constants import HOP, SAMPLE_RATE
 from streaming_core.errors import HopcodecError
-from streaming_core.latency import latency_budget, measure_algorithmic_latency
-from streaming_core.modes import DEFAULT_MODE, Mode, get_mode, list_modes, mode_for_bitrate
+from streaming_core.latency import latency_budget
+from streaming_core.modes import DEFAULT_MODE, Mode, default_mode_name, get_mode, list_modes, mode_for_bitrate
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEFAULT_SAMPLE = SAMPLES_DIR / "it_carlo_youarenext.wav"
@@ -153,7 +153,7 @@ def codec_info() -> dict:
         "sample_rate": SAMPLE_RATE,
         "hop_samples": HOP,
         "hop_ms": 1000 * HOP / SAMPLE_RATE,
-        "default_mode": DEFAULT_MODE,
+        "default_mode": default_mode_name(),
         "modes": [
             {"id": m.id, "name": m.name, "bits_per_frame": m.bits_per_frame,
              "bitrate_bps": m.bitrate_bps, "description": m.description}
@@ -178,23 +178,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("modes")
     for m in info["modes"]:
         print(f"  {m['id']:3d}  {m['name']:<14} {m['bitrate_bps']:5d} bps  {m['description']}")
-    return 0
-
-
-def cmd_latency(args: argparse.Namespace) -> int:
-    """hopcodec latency: configured and measured algorithmic latency."""
-    modes = [get_mode(args.mode)] if args.mode else list_modes()
-    result = {"configured": latency_budget(),
-              "measured": {m.name: measure_algorithmic_latency(m.name) for m in modes}}
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    budget = result["configured"]
-    print(f"configured    {budget['total_ms']:.1f} ms = hop {budget['hop_buffering_ms']:.1f} + lookahead "
-          f"{budget['encoder_lookahead_ms']:.1f} + decoder {budget['decoder_delay_ms']:.1f}")
-    for name, measured in result["measured"].items():
-        print(f"measured      {measured['measured_ms']:.1f} ms  {name} (noise-burst probe, "
-              "envelope cross-correlation, median of 4)")
     return 0
 
 
@@ -237,11 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="sample rate, hop, modes, algorithmic latency")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_info)
-
-    p = sub.add_parser("latency", help="configured and measured algorithmic latency")
-    p.add_argument("--mode", metavar="NAME", help="measure one mode only")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_latency)
 
     for module_name in PLUGINS:
         try:

@@ -80,9 +80,10 @@ def parse_packet(data: bytes) -> Packet:
     if not 1 <= frame_count <= MAX_FRAMES_PER_PACKET:
         raise BitstreamError(f"frame count {frame_count} out of range 1..{MAX_FRAMES_PER_PACKET}")
     payload = data[PACKET_HEADER.size :]
-    expected = mode.payload_bytes(frame_count)
-    if len(payload) != expected:
-        kind = "truncated" if len(payload) < expected else "oversized"
+    smallest, largest = mode.payload_range(frame_count)
+    if not smallest <= len(payload) <= largest:
+        kind = "truncated" if len(payload) < smallest else "oversized"
+        expected = str(smallest) if smallest == largest else f"{smallest}..{largest}"
         raise BitstreamError(
             f"packet payload {kind}: {len(payload)} bytes for {frame_count} frame(s) of mode "
             f"{mode.name}, expected {expected}"

@@ -3,6 +3,7 @@
 import numpy as np
 
 from streaming_core.bitstream import PACKET_HEADER
+from streaming_core.constants import HOP, NB_FEATURES
 from streaming_core.decoder import StreamDecoder, Synthesizer
 from streaming_core.encoder import StreamEncoder
 from streaming_core.modes import DEFAULT_MODE, Mode
@@ -32,3 +33,29 @@ def decode_packets(
 def payload_bits(packets: list[bytes]) -> int:
     """Payload bits in packets (headers excluded)."""
     return 8 * sum(len(p) - PACKET_HEADER.size for p in packets)
+
+
+class FeatureRecorder:
+    """A 'synthesizer' that keeps the decoded features and returns silence (for measuring the
+    quantizer alone)."""
+
+    name = "features"
+    delay = 0
+
+    def new_state(self) -> list:
+        """Per-stream list of decoded frames."""
+        return []
+
+    def synthesize(self, features: np.ndarray, state: list) -> np.ndarray:
+        """Record the frames; return silence of their length."""
+        state.extend(np.asarray(features, dtype=np.float32))
+        return np.zeros(len(features) * HOP, dtype=np.float32)
+
+
+def decode_features(packets: list[bytes]) -> tuple[np.ndarray, StreamDecoder]:
+    """Decoded (and concealed) features (n, NB_FEATURES) of a packet stream, and its decoder."""
+    decoder = StreamDecoder(FeatureRecorder())
+    for packet in packets:
+        decoder.decode(packet)
+    frames = decoder.state.synth
+    return (np.stack(frames) if frames else np.zeros((0, NB_FEATURES), np.float32)), decoder

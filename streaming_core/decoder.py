@@ -14,8 +14,8 @@ import numpy as np
 
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
+from streaming_core.constants import HOP
 from streaming_core.dsp_synth import DspSynthesizer
-from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode
 
 MAX_CONCEALED_GAP = 100
@@ -42,14 +42,16 @@ class DecoderState:
 
     synth: Any
     """The synthesizer's per-stream state (filter memories, GRU states, ...)."""
-    quantizer_states: dict[int, Any] = field(default_factory=dict)
-    """Per mode id: the dequantizer's state (e.g. predictor GRU state)."""
+    quantizer_states: dict[object, Any] = field(default_factory=dict)
+    """Per quantizer state key (see `Mode.state_key`): the dequantizer's state."""
     current_mode: Mode | None = None
     """Mode of the last packet decoded (for concealment)."""
     next_frame: int | None = None
     """Sequence number expected next (None before the first packet)."""
     frames_decoded: int = 0
     frames_concealed: int = 0
+    frames_unsynced: int = 0
+    """Frames played as silence because the stream was joined between resets."""
     packets_dropped: int = 0
     """Late or duplicate packets that were not played."""
 
@@ -90,10 +92,14 @@ class StreamDecoder:
             elif gap:
                 concealed = self.conceal(gap)
         features = self._dequantize(packet)
-        state.current_mode = packet.mode
         state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
-        state.frames_decoded += packet.frame_count
-        audio = self.synthesizer.synthesize(features, state.synth)
+        if features is None:
+            state.frames_unsynced += packet.frame_count
+            audio = np.zeros(packet.frame_count * HOP, dtype=np.float32)
+        else:
+            state.current_mode = packet.mode
+            state.frames_decoded += packet.frame_count
+            audio = self.synthesizer.synthesize(features, state.synth)
         return np.concatenate((concealed, audio)) if len(concealed) else audio
 
     def conceal(self, frames: int) -> np.ndarray:
@@ -102,27 +108,33 @@ class StreamDecoder:
         if frames <= 0 or state.current_mode is None:
             return np.zeros(0, dtype=np.float32)
         quantizer = state.current_mode.quantizer
-        qstate = state.quantizer_states[state.current_mode.id]
+        qstate = state.quantizer_states[state.current_mode.state_key]
         guesses = np.stack([quantizer.conceal(qstate) for _ in range(frames)])
         state.frames_concealed += frames
         if state.next_frame is not None:
             state.next_frame = (state.next_frame + frames) % SEQUENCE_MODULO
         return self.synthesizer.synthesize(guesses, state.synth)
 
-    def _dequantize(self, packet: Packet) -> np.ndarray:
-        """Features of every frame in the packet; the state changes only if all of them parse."""
+    def _dequantize(self, packet: Packet) -> np.ndarray | None:
+        """Features of every frame in the packet; the state changes only if all of them parse.
+
+        None when the packet needs a predictor state this decoder does not have (it joined the
+        stream after a reset): its frames are played as silence until the next reset.
+        """
         quantizer = packet.mode.quantizer
         states = self.state.quantizer_states
-        if packet.reset or packet.mode.id not in states:
+        key = packet.mode.state_key
+        if packet.reset:
             qstate = quantizer.new_state()
+        elif key in states:
+            qstate = states[key]
+        elif getattr(quantizer, "variable_rate", False):
+            return None
         else:
-            qstate = states[packet.mode.id]
+            qstate = quantizer.new_state()
         trial = copy.deepcopy(qstate)
         reader = BitReader(packet.payload)
         frames = [quantizer.decode(reader, trial) for _ in range(packet.frame_count)]
         reader.check_padding()
-        states[packet.mode.id] = trial
+        states[key] = trial
         return np.stack(frames)
-
-
-__all__ = ["BitstreamError", "DecoderState", "StreamDecoder", "Synthesizer"]

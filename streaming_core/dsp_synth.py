@@ -15,21 +15,18 @@ energy by about 1 ms; the filter memories keep the waveform continuous across fr
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import hankel
-from scipy.signal import lfilter
 
 from streaming_core.constants import (
     CORR_INDEX,
     HOP,
-    LPC_ORDER,
     NB_BANDS,
     NB_FEATURES,
     PERIOD_INDEX,
     PITCH_MAX_PERIOD,
     PITCH_MIN_PERIOD,
-    PREEMPHASIS,
 )
 from streaming_core.lpc import lpc_from_cepstrum
+from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
 DECODER_DELAY = HOP // 2
 """Samples by which the decoded signal lags the input, beyond hop buffering."""
@@ -42,10 +39,8 @@ VOICING_LOW, VOICING_HIGH = 0.3, 0.8
 class DspSynthState:
     """Per-stream state of the DSP decoder."""
 
-    synthesis_memory: np.ndarray = field(default_factory=lambda: np.zeros(LPC_ORDER))
-    """Last LPC_ORDER outputs of the synthesis filter 1/A(z), newest first."""
-    deemphasis_memory: float = 0.0
-    """Last output of the de-emphasis filter."""
+    filters: SynthesisFilterState = field(default_factory=SynthesisFilterState)
+    """LPC synthesis and de-emphasis memories."""
     samples_to_pulse: float = 0.0
     """Samples until the next excitation pulse."""
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0x4F50))
@@ -87,11 +82,5 @@ class DspSynthesizer:
         excitation = np.sqrt(voicing) * _pulse_train(state, period, HOP)
         excitation += np.sqrt(1.0 - voicing) * state.rng.standard_normal(HOP)
         excitation *= np.sqrt(max(residual_power, 0.0))
-        # Direct-form-II-transposed state of 1/A(z) from the last LPC_ORDER outputs.
-        memory = -hankel(a[1:]) @ state.synthesis_memory
-        emphasized, _ = lfilter([1.0], a, excitation, zi=memory)
-        state.synthesis_memory = emphasized[: -LPC_ORDER - 1 : -1].copy()
-        speech, _ = lfilter([1.0], [1.0, -PREEMPHASIS], emphasized,
-                            zi=[PREEMPHASIS * state.deemphasis_memory])
-        state.deemphasis_memory = float(speech[-1])
+        speech = synthesis_filter(excitation, a, state.filters)
         return np.clip(speech, -1.0, 1.0)

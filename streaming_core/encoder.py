@@ -23,6 +23,10 @@ from streaming_core.constants import HOP
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.modes import DEFAULT_MODE, Mode, get_mode
 
+RESET_INTERVAL = 100
+"""Frames between predictor resets (1 s): a receiver that joins late or loses packets
+re-synchronises at the next packet flagged RESET, at most this long (plus one packet) later."""
+
 
 @dataclass
 class EncoderState:
@@ -44,14 +48,18 @@ class EncoderState:
     packet_flags: int = 0
     reset_next: bool = True
     """The next packet's first frame starts from a reset quantizer state."""
+    last_reset_frame: int = 0
+    """Frame index of the last reset."""
 
 
 class StreamEncoder:
     """Encodes one stream; `push` takes float audio at 16 kHz (full scale 1.0)."""
 
-    def __init__(self, mode: str | Mode = DEFAULT_MODE, frames_per_packet: int = 1) -> None:
+    def __init__(self, mode: str | Mode = DEFAULT_MODE, frames_per_packet: int = 1,
+                 reset_interval: int = RESET_INTERVAL) -> None:
         if not 1 <= frames_per_packet <= MAX_FRAMES_PER_PACKET:
             raise ValueError(f"frames_per_packet must be 1..{MAX_FRAMES_PER_PACKET}")
+        self.reset_interval = reset_interval
         self.mode = mode if isinstance(mode, Mode) else get_mode(mode)
         self.frames_per_packet = frames_per_packet
         self.analyzer = Analyzer()
@@ -89,7 +97,7 @@ class StreamEncoder:
         """
         state = self.state
         frames_needed = -(-(state.samples_in + DECODER_DELAY) // HOP)
-        padding = max(frames_needed * HOP - state.samples_in - len(state.pending), 0)
+        padding = frames_needed * HOP - state.samples_in
         packets = self.push(np.zeros(padding))
         if state.packet_frames:
             state.packet_flags |= FLAG_END
@@ -111,11 +119,14 @@ class StreamEncoder:
 
     def _start_packet(self) -> None:
         state = self.state
-        mode_changed = state.packet_mode is not None and state.packet_mode is not self.mode
-        if state.reset_next or mode_changed:
+        key_changed = (state.packet_mode is not None
+                       and state.packet_mode.state_key != self.mode.state_key)
+        due = state.frame_index - state.last_reset_frame >= self.reset_interval
+        if state.reset_next or key_changed or due:
             state.quantizer_state = self.mode.quantizer.new_state()
             state.packet_flags = FLAG_RESET
             state.reset_next = False
+            state.last_reset_frame = state.frame_index
         else:
             state.packet_flags = 0
         state.packet_mode = self.mode

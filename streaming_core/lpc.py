@@ -5,10 +5,12 @@ window -> Levinson-Durbin, as in LPCNet (Valin & Skoglund 2019). The resulting p
 describes the pre-emphasized signal; `dsp_synth` and the neural decoder filter through it.
 """
 
+from functools import cache
+
 import numpy as np
 
-from streaming_core.constants import LPC_ORDER, SAMPLE_RATE
-from streaming_core.spectrum import analysis_window, power_spectrum_from_cepstrum
+from streaming_core.constants import LOG_ENERGY_FLOOR, LPC_ORDER, SAMPLE_RATE
+from streaming_core.spectrum import analysis_window, band_interpolation, log_energies_from_cepstrum
 
 LAG_WINDOW_HZ = 60.0
 """Gaussian lag-window bandwidth: widens formant peaks so the synthesis filter stays tame."""
@@ -41,15 +43,29 @@ def levinson(autocorrelation: np.ndarray, order: int = LPC_ORDER) -> tuple[np.nd
     return a, error
 
 
+@cache
+def _autocorrelation_matrix() -> np.ndarray:
+    """(NB_BANDS, LPC_ORDER + 1): band energies -> lag-windowed, normalised autocorrelation.
+
+    Interpolation to the per-bin power spectrum and the inverse real FFT are both linear, so
+    they fold into one matrix.
+    """
+    bins = band_interpolation().shape[0]
+    n = 2 * (bins - 1)
+    k = np.arange(bins)[:, None]
+    weight = np.where((k == 0) | (k == bins - 1), 1.0, 2.0)
+    inverse_dft = weight * np.cos(2 * np.pi * k * _LAGS[None, :] / n) / n
+    scale = LAG_WINDOW / np.sum(analysis_window() ** 2)
+    return band_interpolation().T @ inverse_dft * scale
+
+
 def autocorrelation_from_cepstrum(cepstrum: np.ndarray) -> np.ndarray:
     """Lag-windowed autocorrelation r[0..LPC_ORDER] of the signal the cepstrum describes.
 
     Normalised so that r[0] is the mean power per sample of the (pre-emphasized) signal.
-    Autocorrelations may be interpolated linearly between frames: the result stays valid.
     """
-    power = power_spectrum_from_cepstrum(cepstrum)
-    r = np.fft.irfft(power)[: LPC_ORDER + 1]
-    return r * LAG_WINDOW / np.sum(analysis_window() ** 2)
+    energies = np.maximum(10.0 ** log_energies_from_cepstrum(cepstrum) - LOG_ENERGY_FLOOR, 0.0)
+    return energies @ _autocorrelation_matrix()
 
 
 def lpc_from_autocorrelation(autocorrelation: np.ndarray) -> tuple[np.ndarray, float]:

@@ -4,12 +4,18 @@ Bitrates are payload bits at 100 frames/s; packet headers come on top (docs/bits
 """
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
 
 from streaming_core.constants import HOP, SAMPLE_RATE
 from streaming_core.errors import BitstreamError
 from streaming_core.quantizer import FrameQuantizer, ScalarQuantizer
 
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP
+RELEASED = Path(__file__).resolve().parent.parent / "models" / "released"
+"""Where the trained predictor and codebooks live (shipped in the repository)."""
 
 
 @dataclass(frozen=True)
@@ -31,12 +37,30 @@ class Mode:
         """Nominal payload bitrate in bits per second."""
         return self.bits_per_frame * FRAMES_PER_SECOND
 
+    @property
+    def variable_rate(self) -> bool:
+        """True when frames differ in size (the average is `bits_per_frame`)."""
+        return bool(getattr(self.quantizer, "variable_rate", False))
+
+    @property
+    def state_key(self) -> object:
+        """Modes with the same key share one quantizer state (switching needs no reset)."""
+        return getattr(self.quantizer, "state_key", self.id)
+
     def payload_bytes(self, frame_count: int) -> int:
-        """Payload size of a packet of `frame_count` frames."""
+        """Payload size of a packet of `frame_count` frames (fixed-rate modes)."""
         return -(-frame_count * self.bits_per_frame // 8)
 
+    def payload_range(self, frame_count: int) -> tuple[int, int]:
+        """Smallest and largest payload (bytes) of a packet of `frame_count` frames."""
+        if not self.variable_rate:
+            size = self.payload_bytes(frame_count)
+            return size, size
+        return (-(-frame_count * self.quantizer.min_bits // 8),
+                -(-frame_count * self.quantizer.max_bits // 8))
 
-_MODES = (
+
+SCALAR_MODES = (
     Mode(
         id=1,
         name="scalar-2400",
@@ -53,17 +77,55 @@ _MODES = (
     ),
 )
 
-DEFAULT_MODE = "scalar-2400"
+
+
+@cache
+def predictive_modes() -> tuple[Mode, ...]:
+    """The trained ladder (empty when the released predictor is not installed)."""
+    from streaming_core.predictive import LADDER, OnnxPredictor, PredictiveQuantizer
+
+    predictor_path, codebook_path = RELEASED / "predictor.onnx", RELEASED / "codebooks.npz"
+    if not (predictor_path.is_file() and codebook_path.is_file()):
+        return ()
+    predictor = OnnxPredictor(predictor_path)
+    stored = np.load(codebook_path)
+    books = {name: stored[name] for name in stored.files if not name.startswith("threshold_")}
+    modes = []
+    for name, (mode_id, allocation) in LADDER.items():
+        quantizer = PredictiveQuantizer(allocation, books, predictor,
+                                        float(stored[f"threshold_{name}"]))
+        prosody = 1 + allocation.voicing_bits + allocation.pitch_bits
+        description = (
+            f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
+            f"{allocation.pitch_bits} bits, residual VQ {quantizer.steady_bits - prosody} bits "
+            f"(steady) or {quantizer.transient_bits - prosody} bits (transient)")
+        modes.append(Mode(id=mode_id, name=name, quantizer=quantizer, description=description))
+    return tuple(modes)
+
+
+def _all_modes() -> tuple[Mode, ...]:
+    return SCALAR_MODES + predictive_modes()
+
+
+def default_mode_name() -> str:
+    """The mode used when none is asked for: hop-1600 when trained, else scalar-2400."""
+    return "hop-1600" if predictive_modes() else "scalar-2400"
+
+
+DEFAULT_MODE = "default"
+"""Placeholder accepted by `get_mode`: resolves to `default_mode_name()`."""
 
 
 def list_modes() -> list[Mode]:
     """Every mode this build can code and decode, lowest bitrate first."""
-    return sorted(_MODES, key=lambda mode: mode.bitrate_bps)
+    return sorted(_all_modes(), key=lambda mode: mode.bitrate_bps)
 
 
 def get_mode(name_or_id: str | int) -> Mode:
     """The mode with this name or header id; `KeyError` naming the known ones otherwise."""
-    for mode in _MODES:
+    if name_or_id == DEFAULT_MODE:
+        name_or_id = default_mode_name()
+    for mode in _all_modes():
         if name_or_id in (mode.name, mode.id):
             return mode
     known = ", ".join(f"{m.name} (id {m.id})" for m in list_modes())

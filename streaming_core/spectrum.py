@@ -2,7 +2,7 @@
 
 The representation follows LPCNet (Valin & Skoglund, ICASSP 2019): 18 band energies on
 triangular bands spaced like the Bark scale, log10, then an orthonormal DCT-II to cepstrum.
-The decoder inverts it: cepstrum -> log band energies -> per-bin power spectrum.
+The decoder inverts it: cepstrum -> log band energies -> band energies (see `lpc.py`).
 """
 
 from functools import cache
@@ -61,12 +61,11 @@ def cepstrum_from_energies(energies: np.ndarray) -> np.ndarray:
     return dct(np.log10(energies + LOG_ENERGY_FLOOR), type=2, norm="ortho", axis=-1)
 
 
+@cache
+def _inverse_dct() -> np.ndarray:
+    return idct(np.eye(NB_BANDS), type=2, norm="ortho", axis=-1)
+
+
 def log_energies_from_cepstrum(cepstrum: np.ndarray) -> np.ndarray:
     """Inverse of `cepstrum_from_energies` up to the log: log10 band energies."""
-    return idct(cepstrum, type=2, norm="ortho", axis=-1)
-
-
-def power_spectrum_from_cepstrum(cepstrum: np.ndarray) -> np.ndarray:
-    """Per-bin power spectrum (..., NB_BINS) interpolated from a cepstrum (..., NB_BANDS)."""
-    energies = np.maximum(10.0 ** log_energies_from_cepstrum(cepstrum) - LOG_ENERGY_FLOOR, 0.0)
-    return energies @ band_interpolation().T
+    return np.asarray(cepstrum) @ _inverse_dct()

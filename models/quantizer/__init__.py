@@ -1,0 +1,1 @@
+"""The predictive quantizer's training: GRU feature predictor and residual VQ codebooks."""

@@ -1,0 +1,86 @@
+"""Differentiable torch versions of the decoder's signal processing, for training.
+
+LPC from the cepstrum mirrors `streaming_core.lpc` (same band layout, lag window, Levinson);
+the synthesis filter 1/A(z) and de-emphasis are applied per frame in the frequency domain
+(512-point FFT, the tail overlap-added into the next frames), which matches the exact IIR
+filters used at run time to within the truncation of their impulse responses.
+"""
+
+import numpy as np
+import torch
+from scipy.fft import idct
+
+from streaming_core.constants import HOP, LOG_ENERGY_FLOOR, LPC_ORDER, NB_BANDS, PREEMPHASIS
+from streaming_core.lpc import LAG_WINDOW, WHITE_NOISE_CORRECTION
+from streaming_core.spectrum import NB_BINS, analysis_window, band_interpolation
+
+FILTER_FFT = 512
+
+
+def _idct_matrix() -> np.ndarray:
+    return idct(np.eye(NB_BANDS), type=2, norm="ortho", axis=-1)
+
+
+class LpcFromCepstrum(torch.nn.Module):
+    """(B, T, 18) cepstrum -> predictor a (B, T, 17) and residual power (B, T)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("idct", torch.tensor(_idct_matrix(), dtype=torch.float32))
+        self.register_buffer("interp", torch.tensor(band_interpolation().T, dtype=torch.float32))
+        lags = np.arange(LPC_ORDER + 1)
+        k = np.arange(NB_BINS)
+        # irfft of a real spectrum as a matrix: r[l] = sum_k w_k P_k cos(2 pi k l / n) / n
+        n = 2 * (NB_BINS - 1)
+        weights = np.where((k == 0) | (k == NB_BINS - 1), 1.0, 2.0)[:, None]
+        cos = weights * np.cos(2 * np.pi * np.outer(k, lags) / n) / n
+        scale = LAG_WINDOW / np.sum(analysis_window() ** 2)
+        self.register_buffer("to_autocorrelation", torch.tensor(cos * scale, dtype=torch.float32))
+
+    def forward(self, cepstrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_energy = cepstrum @ self.idct
+        energy = torch.clamp(10.0**log_energy - LOG_ENERGY_FLOOR, min=0.0)
+        power = energy @ self.interp
+        r = (power @ self.to_autocorrelation).double()
+        r0 = r[..., :1] * WHITE_NOISE_CORRECTION
+        r = torch.cat((r0, r[..., 1:]), dim=-1)
+        return levinson(r)
+
+
+def levinson(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched Levinson-Durbin (float64 inside): r (..., p+1) -> a (..., p+1), error (...)."""
+    order = r.shape[-1] - 1
+    a = torch.zeros_like(r)
+    a[..., 0] = 1.0
+    error = r[..., 0].clamp(min=1e-12)
+    for i in range(1, order + 1):
+        acc = r[..., i] + (a[..., 1:i] * r[..., 1:i].flip(-1)).sum(-1)
+        k = -acc / error
+        previous = a.clone()
+        a[..., i] = k
+        a[..., 1:i] = previous[..., 1:i] + k[..., None] * previous[..., 1:i].flip(-1)
+        error = (error * (1.0 - k * k)).clamp(min=1e-12)
+    return a.float(), error.float()
+
+
+def synthesis_response(a: torch.Tensor) -> torch.Tensor:
+    """Complex response (..., FILTER_FFT/2+1) of 1 / (A(z) (1 - 0.85 z^-1))."""
+    a_fft = torch.fft.rfft(a, n=FILTER_FFT)
+    deemphasis = torch.fft.rfft(torch.tensor([1.0, -PREEMPHASIS], device=a.device), n=FILTER_FFT)
+    return 1.0 / (a_fft * deemphasis)
+
+
+def filter_frames(excitation: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Filter each frame of excitation (B, T, HOP) by its frame's response; overlap-add the tails.
+
+    Returns (B, T * HOP): the speech, with each frame's tail carried into the following frames.
+    """
+    batch, frames, _ = excitation.shape
+    filtered = torch.fft.irfft(torch.fft.rfft(excitation, n=FILTER_FFT) * response, n=FILTER_FFT)
+    chunks = FILTER_FFT // HOP + 1
+    padded = torch.nn.functional.pad(filtered, (0, chunks * HOP - FILTER_FFT))
+    pieces = padded.reshape(batch, frames, chunks, HOP)
+    out = torch.zeros(batch, frames + chunks, HOP, device=excitation.device)
+    for c in range(chunks):
+        out[:, c : c + frames] += pieces[:, :, c]
+    return out[:, :frames].reshape(batch, frames * HOP)

@@ -1,0 +1,163 @@
+"""HopVocoder: a frame-rate GRU that shapes a harmonic-plus-noise excitation, per 10 ms hop.
+
+Per frame the GRU (state carried across hops) reads the decoded features and outputs log gains
+for 18 bands of a harmonic source and 18 bands of a noise source. The harmonic source is a sum
+of cosines at multiples of the decoded f0, phase-continuous across hops, with fixed random
+phase offsets per harmonic (so the pulse is not a buzzy zero-phase click); the noise source is
+white noise given as an input (so decoding is deterministic), shaped per frame in the frequency
+domain. Their sum is the excitation of the LPC synthesis filter, scaled to the LPC residual
+power. The idea is a neural source-filter model (Wang, Takaki, Yamagishi 2019) feeding an LPC
+filter as in LPCNet (Valin & Skoglund 2019).
+"""
+
+import numpy as np
+import torch
+from torch import nn
+
+from streaming_core.constants import (
+    HOP,
+    NB_BANDS,
+    NB_FEATURES,
+    PERIOD_INDEX,
+    PITCH_MAX_PERIOD,
+    PITCH_MIN_PERIOD,
+    SAMPLE_RATE,
+)
+from streaming_core.quantizer import CEPSTRUM_CENTRE, CEPSTRUM_HALF_RANGE
+from streaming_core.spectrum import band_interpolation
+
+MAX_HARMONIC_HZ = 7800.0
+NOISE_BINS = HOP // 2 + 1
+
+
+def _band_weights_at(bins: np.ndarray) -> np.ndarray:
+    """Band interpolation weights (len(bins), NB_BANDS) at fractional 50 Hz bin positions."""
+    table = band_interpolation()
+    low = np.clip(np.floor(bins).astype(int), 0, len(table) - 1)
+    high = np.clip(low + 1, 0, len(table) - 1)
+    frac = (bins - low)[:, None]
+    return (1 - frac) * table[low] + frac * table[high]
+
+
+class HopVocoder(nn.Module):
+    """Features -> unit-power excitation, one GRU step per hop."""
+
+    def __init__(self, hidden: int = 256, conditioning: int = 128, harmonics: int = 80,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.config = {"hidden": hidden, "conditioning": conditioning, "harmonics": harmonics,
+                       "seed": seed}
+        self.hidden, self.harmonics = hidden, harmonics
+        self.conditioning = nn.Sequential(
+            nn.Linear(NB_FEATURES, conditioning), nn.Tanh(),
+            nn.Linear(conditioning, conditioning), nn.Tanh(),
+        )
+        self.gru = nn.GRU(conditioning, hidden, batch_first=True)
+        self.gains = nn.Linear(hidden + conditioning, 2 * NB_BANDS)
+        rng = np.random.default_rng(seed)
+        self.register_buffer("feature_centre", torch.tensor(
+            np.r_[CEPSTRUM_CENTRE, np.log(100.0), 0.5], dtype=torch.float32))
+        self.register_buffer("feature_scale", torch.tensor(
+            np.r_[CEPSTRUM_HALF_RANGE / 2.5, 0.7, 0.3], dtype=torch.float32))
+        self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32))
+        self.register_buffer("harmonic_phases", torch.tensor(
+            rng.uniform(0, 2 * np.pi, harmonics), dtype=torch.float32))
+        self.register_buffer("band_table", torch.tensor(band_interpolation(), dtype=torch.float32))
+        self.register_buffer("noise_weights", torch.tensor(
+            _band_weights_at(np.arange(NOISE_BINS) * 2.0), dtype=torch.float32))
+        n, k = np.arange(HOP)[:, None], np.arange(NOISE_BINS)[None, :]
+        angle = 2 * np.pi * n * k / HOP
+        inverse_weight = np.where((k == 0) | (k == HOP // 2), 1.0, 2.0) / HOP
+        self.register_buffer("dft_cos", torch.tensor(np.cos(angle), dtype=torch.float32))
+        self.register_buffer("dft_sin", torch.tensor(-np.sin(angle), dtype=torch.float32))
+        self.register_buffer("idft_cos", torch.tensor((np.cos(angle) * inverse_weight).T,
+                                                      dtype=torch.float32))
+        self.register_buffer("idft_sin", torch.tensor((-np.sin(angle) * inverse_weight).T,
+                                                      dtype=torch.float32))
+        self.register_buffer("sample_steps", torch.arange(1, HOP + 1, dtype=torch.float32))
+
+    def parameter_count(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _normalize(self, features: torch.Tensor) -> torch.Tensor:
+        x = features.clone()
+        x[..., PERIOD_INDEX] = torch.log(features[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD,
+                                                                         PITCH_MAX_PERIOD))
+        return (x - self.feature_centre) / self.feature_scale
+
+    def _harmonic_amplitudes(self, f0: torch.Tensor, log_gains: torch.Tensor) -> torch.Tensor:
+        """Amplitude (..., K) of each harmonic: band gain at its frequency, unit-power scaling."""
+        frequency = f0[..., None] * self.harmonic_numbers
+        position = (frequency / 50.0).clamp(0, self.band_table.shape[0] - 1.001)
+        low = position.floor().long()
+        frac = (position - low)[..., None]
+        weights = (1 - frac) * self.band_table[low] + frac * self.band_table[low + 1]
+        gains = torch.exp(log_gains.clamp(-10.0, 4.0))
+        amplitude = (weights * gains[..., None, :]).sum(-1)
+        audible = (frequency < MAX_HARMONIC_HZ).float()
+        return amplitude * audible * torch.sqrt(2.0 * f0[..., None] / (SAMPLE_RATE / 2))
+
+    def excitation(self, features: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor,
+                   outputs: torch.Tensor, start_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Excitation (B, T, HOP) from GRU outputs; returns it and the phase after the last frame."""
+        f0 = SAMPLE_RATE / features[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)
+        step = 2 * np.pi * f0 / SAMPLE_RATE
+        frame_advance = torch.remainder(step * HOP, 2 * np.pi)
+        advance = torch.cumsum(frame_advance, dim=1)
+        phase_before = torch.remainder(start_phase + advance - frame_advance, 2 * np.pi)
+        phase_after = torch.remainder(start_phase + advance[:, -1:], 2 * np.pi)
+        phase = phase_before[..., None] + step[..., None] * self.sample_steps  # (B, T, HOP)
+        log_gains = self.gains(torch.cat((hidden, outputs), dim=-1))
+        amplitude = self._harmonic_amplitudes(f0, log_gains[..., :NB_BANDS])  # (B, T, K)
+        with torch.no_grad():  # the basis depends on the decoded f0 only: no gradient needed
+            basis = torch.cos(phase[..., None] * self.harmonic_numbers + self.harmonic_phases)
+        harmonic = torch.einsum("btsk,btk->bts", basis, amplitude)  # basis: (B, T, HOP, K)
+        noise_gain = torch.exp(log_gains[..., NB_BANDS:].clamp(-10.0, 4.0)) @ self.noise_weights.T
+        # Real DFT and its inverse as matrix products (exportable to ONNX, fast on CPU).
+        real, imag = noise @ self.dft_cos, noise @ self.dft_sin
+        shaped = (real * noise_gain) @ self.idft_cos + (imag * noise_gain) @ self.idft_sin
+        return harmonic + shaped, phase_after
+
+    def forward(self, features: torch.Tensor, noise: torch.Tensor,
+                state: torch.Tensor | None = None, phase: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sequence mode for training: features (B, T, 20), noise (B, T, HOP).
+
+        Returns excitation (B, T, HOP), GRU state (B, hidden), phase (B, 1).
+        """
+        batch = features.shape[0]
+        if state is None:
+            state = features.new_zeros(batch, self.hidden)
+        if phase is None:
+            phase = features.new_zeros(batch, 1)
+        conditioning = self.conditioning(self._normalize(features))
+        hidden, last = self.gru(conditioning, state[None])
+        excitation, phase = self.excitation(features, noise, hidden, conditioning, phase)
+        return excitation, last[0], phase
+
+
+class HopVocoderStep(nn.Module):
+    """One hop of a trained HopVocoder, the graph exported to ONNX.
+
+    Inputs: features (B, 20), noise (B, 160), gru_state (B, hidden), phase (B, 1).
+    Outputs: excitation (B, 160), gru_state (B, hidden), phase (B, 1).
+    """
+
+    def __init__(self, model: HopVocoder) -> None:
+        super().__init__()
+        self.model = model
+        self.cell = nn.GRUCell(model.gru.input_size, model.hidden)
+        self.cell.weight_ih = model.gru.weight_ih_l0
+        self.cell.weight_hh = model.gru.weight_hh_l0
+        self.cell.bias_ih = model.gru.bias_ih_l0
+        self.cell.bias_hh = model.gru.bias_hh_l0
+
+    def forward(self, features: torch.Tensor, noise: torch.Tensor, gru_state: torch.Tensor,
+                phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        model = self.model
+        conditioning = model.conditioning(model._normalize(features))
+        new_state = self.cell(conditioning, gru_state)
+        excitation, new_phase = model.excitation(
+            features[:, None], noise[:, None], new_state[:, None], conditioning[:, None], phase)
+        return excitation[:, 0], new_state, new_phase

@@ -1,0 +1,283 @@
+"""The predictive quantizer: a GRU predicts each frame's cepstrum from the frames already
+decoded, and only the residual is coded, with a residual VQ that is large on transient frames
+and small (or empty) on steady ones; pitch and voicing get their own predictive scalar codes.
+
+Seed ideas: predictive residual coding of LPCNet features with a discriminative codebook choice
+(Yang, Lim, Kim 2022); multi-stage VQ trained on a dB-domain error (Rowe's Codec 2 rate-K VQ:
+the cepstrum is an orthonormal DCT of log band energies, so its squared error is the log-spectral
+error). The encoder runs the decoder's reconstruction (closed loop), so both hold the same state.
+
+Per frame the bits are, in order: the transient flag (1), voicing, pitch, then one index per VQ
+stage of the chosen path. A rate controller (a bit reservoir) lets the encoder choose the
+transient path only as often as the mode's average bitrate allows.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from streaming_core.bitpack import BitReader, BitWriter
+from streaming_core.constants import (
+    CORR_INDEX,
+    NB_BANDS,
+    NB_FEATURES,
+    PERIOD_INDEX,
+    PITCH_MAX_PERIOD,
+    PITCH_MIN_PERIOD,
+)
+from streaming_core.errors import BitstreamError
+
+LOG_PERIOD_MIN, LOG_PERIOD_MAX = np.log(PITCH_MIN_PERIOD), np.log(PITCH_MAX_PERIOD)
+PITCH_DELTA_RANGE = 0.5
+"""Largest pitch change (in log period) one frame can code; larger jumps take two frames."""
+VOICING_LOW, VOICING_HIGH = 0.1, 0.95
+RESERVOIR_FRAMES = 3.0
+"""The reservoir holds at most this many transient frames' worth of extra bits."""
+
+NEUTRAL_FRAME = np.zeros(NB_FEATURES, dtype=np.float32)
+"""What the predictor sees before the first frame of a stream (silence-like, unvoiced)."""
+NEUTRAL_FRAME[0] = -20.0
+NEUTRAL_FRAME[PERIOD_INDEX] = 100.0
+
+
+class Predictor(Protocol):
+    """Predicts the cepstra of the next frames from the previous decoded frames (batched)."""
+
+    hidden: int
+
+    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, NB_FEATURES), (B, hidden) -> prediction (B, NB_BANDS), new state (B, hidden)."""
+
+
+class ZeroPredictor:
+    """The 'no predictor' ablation: always predicts the codebooks' mean (zero residual offset)."""
+
+    hidden = 1
+
+    def __init__(self, mean: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+
+    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean cepstrum for every frame."""
+        return np.broadcast_to(self.mean, (len(previous), NB_BANDS)).copy(), state
+
+
+def rvq_encode(residual: np.ndarray, books: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy residual VQ: indices (B, stages) and the quantized residual (B, NB_BANDS)."""
+    remaining = np.asarray(residual, dtype=np.float32).copy()
+    indices = np.zeros((len(remaining), len(books)), dtype=np.int64)
+    for stage, book in enumerate(books):
+        distances = ((remaining[:, None, :] - book[None]) ** 2).sum(-1)
+        indices[:, stage] = distances.argmin(1)
+        remaining -= book[indices[:, stage]]
+    return indices, residual - remaining
+
+
+def pitch_delta_levels(bits: int) -> np.ndarray:
+    """2^bits - 1 log-period changes, symmetric around 0, finer near 0 (squared companding)."""
+    u = np.linspace(-1.0, 1.0, (1 << bits) - 1)
+    return np.sign(u) * u**2 * PITCH_DELTA_RANGE
+
+
+def voicing_levels(bits: int) -> np.ndarray:
+    """Decoded pitch-correlation values."""
+    return np.linspace(VOICING_LOW, VOICING_HIGH, 1 << bits)
+
+
+def absolute_pitch_levels(bits: int) -> np.ndarray:
+    """Log periods for the first frame after a reset (no previous pitch to add to)."""
+    return np.linspace(LOG_PERIOD_MIN, LOG_PERIOD_MAX, 1 << bits)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The bits of one predictive mode."""
+
+    pitch_bits: int
+    voicing_bits: int
+    steady_stages: tuple[str, ...]
+    """Codebooks of a steady frame's residual (may be empty: prediction only)."""
+    transient_stages: tuple[str, ...]
+    """Codebooks of a transient frame's residual."""
+    target_bits: int
+    """Average payload bits per frame that the rate controller holds."""
+
+
+@dataclass
+class PredictiveState:
+    """Per-stream state, identical in encoder and decoder after every frame."""
+
+    predictor_state: np.ndarray
+    previous: np.ndarray = field(default_factory=lambda: NEUTRAL_FRAME.copy())
+    """Last decoded frame (NEUTRAL_FRAME after a reset)."""
+    first_frame: bool = True
+    """True until the first frame after a reset is coded (its pitch is coded absolutely)."""
+    credit: float = 0.0
+    """Encoder only: bits in the reservoir."""
+    transient_share: float = 0.0
+    """Encoder only: running share of transient frames (for reports)."""
+
+
+class PredictiveQuantizer:
+    """One bitrate mode of the predictive quantizer (`FrameQuantizer` interface)."""
+
+    state_key = "predictive"
+    """Modes sharing this key share one stream state, so switching between them needs no reset."""
+    variable_rate = True
+
+    def __init__(self, allocation: Allocation, codebooks: dict[str, np.ndarray],
+                 predictor: Predictor, transient_threshold: float) -> None:
+        self.allocation = allocation
+        self.codebooks = codebooks
+        self.predictor = predictor
+        self.threshold = transient_threshold
+        self.steady_books = [codebooks[n] for n in allocation.steady_stages]
+        self.transient_books = [codebooks[n] for n in allocation.transient_stages]
+        self.steady_index_bits = [int(np.log2(len(b))) for b in self.steady_books]
+        self.transient_index_bits = [int(np.log2(len(b))) for b in self.transient_books]
+        prosody = 1 + allocation.voicing_bits + allocation.pitch_bits
+        self.steady_bits = prosody + sum(self.steady_index_bits)
+        self.transient_bits = prosody + sum(self.transient_index_bits)
+        self.pitch_deltas = pitch_delta_levels(allocation.pitch_bits)
+        self.pitch_absolute = absolute_pitch_levels(allocation.pitch_bits)
+        self.voicing = voicing_levels(allocation.voicing_bits)
+
+    @property
+    def bits_per_frame(self) -> int:
+        """Nominal (average) payload bits per frame."""
+        return self.allocation.target_bits
+
+    @property
+    def min_bits(self) -> int:
+        """Bits of the smallest frame."""
+        return self.steady_bits
+
+    @property
+    def max_bits(self) -> int:
+        """Bits of the largest frame."""
+        return self.transient_bits
+
+    def new_state(self) -> PredictiveState:
+        """State after a reset."""
+        return PredictiveState(predictor_state=np.zeros((1, self.predictor.hidden), np.float32))
+
+    def _predict(self, state: PredictiveState) -> np.ndarray:
+        prediction, state.predictor_state = self.predictor(state.previous[None], state.predictor_state)
+        return prediction[0]
+
+    def _finish(self, state: PredictiveState, cepstrum: np.ndarray, log_period: float,
+                voicing: float) -> np.ndarray:
+        frame = np.empty(NB_FEATURES, dtype=np.float32)
+        frame[:NB_BANDS] = cepstrum
+        frame[PERIOD_INDEX] = np.exp(log_period)
+        frame[CORR_INDEX] = voicing
+        state.previous = frame
+        state.first_frame = False
+        return frame.copy()
+
+    def encode(self, features: np.ndarray, writer: BitWriter, state: PredictiveState) -> np.ndarray:
+        """Write one frame; return what the decoder will reconstruct."""
+        prediction = self._predict(state)
+        residual = features[:NB_BANDS] - prediction
+        extra = self.transient_bits - self.steady_bits
+        state.credit = min(state.credit + self.allocation.target_bits - self.steady_bits,
+                           RESERVOIR_FRAMES * extra)
+        transient = state.first_frame or (
+            state.credit >= extra and float(residual @ residual) > self.threshold**2)
+        if transient:
+            state.credit -= extra
+        state.transient_share = 0.99 * state.transient_share + 0.01 * transient
+        books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
+                             else (self.steady_books, self.steady_index_bits))
+        writer.write(int(transient), 1)
+
+        voicing_index = int(np.abs(self.voicing - features[CORR_INDEX]).argmin())
+        writer.write(voicing_index, self.allocation.voicing_bits)
+        voicing = float(self.voicing[voicing_index])
+        target = np.log(np.clip(features[PERIOD_INDEX], PITCH_MIN_PERIOD, PITCH_MAX_PERIOD))
+        if state.first_frame:
+            pitch_index = int(np.abs(self.pitch_absolute - target).argmin())
+            log_period = float(self.pitch_absolute[pitch_index])
+        else:
+            previous = float(np.log(state.previous[PERIOD_INDEX]))
+            if voicing < 0.5:  # unvoiced: hold the pitch, spend nothing on it
+                target = previous
+            pitch_index = int(np.abs(self.pitch_deltas - (target - previous)).argmin())
+            log_period = float(np.clip(previous + self.pitch_deltas[pitch_index],
+                                       LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+        writer.write(pitch_index, self.allocation.pitch_bits)
+
+        cepstrum = prediction.copy()
+        if books:
+            indices, quantized = rvq_encode(residual[None], books)
+            for index, bits in zip(indices[0], index_bits, strict=True):
+                writer.write(int(index), bits)
+            cepstrum += quantized[0]
+        return self._finish(state, cepstrum, log_period, voicing)
+
+    def decode(self, reader: BitReader, state: PredictiveState) -> np.ndarray:
+        """Read one frame."""
+        prediction = self._predict(state)
+        transient = reader.read(1)
+        books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
+                             else (self.steady_books, self.steady_index_bits))
+        voicing = float(self.voicing[reader.read(self.allocation.voicing_bits)])
+        pitch_index = reader.read(self.allocation.pitch_bits)
+        if state.first_frame:
+            log_period = float(self.pitch_absolute[pitch_index])
+        else:
+            if pitch_index >= len(self.pitch_deltas):
+                raise BitstreamError(f"invalid pitch code {pitch_index}")
+            log_period = float(np.clip(np.log(state.previous[PERIOD_INDEX])
+                                       + self.pitch_deltas[pitch_index], LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+        cepstrum = prediction.copy()
+        for book, bits in zip(books, index_bits, strict=True):
+            cepstrum += book[reader.read(bits)]
+        return self._finish(state, cepstrum, log_period, voicing)
+
+    def conceal(self, state: PredictiveState) -> np.ndarray:
+        """A lost frame: the predictor's own guess, pitch held, voicing decaying."""
+        prediction = self._predict(state)
+        previous = state.previous
+        return self._finish(state, prediction, float(np.log(previous[PERIOD_INDEX])),
+                            0.9 * float(previous[CORR_INDEX]))
+
+
+class OnnxPredictor:
+    """The trained GRU predictor, one hop per call, run by onnxruntime (no torch)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.hidden = int(self.session.get_inputs()[1].shape[1])
+
+    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Prediction (B, NB_BANDS) and new GRU state."""
+        prediction, new_state = self.session.run(None, {
+            "previous": previous.astype(np.float32), "gru_state": state.astype(np.float32)})
+        return prediction, new_state
+
+
+LADDER: dict[str, tuple[int, Allocation]] = {
+    "hop-800": (10, Allocation(pitch_bits=2, voicing_bits=1, steady_stages=(),
+                               transient_stages=("s1", "s2"), target_bits=8)),
+    "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("small",),
+                                transient_stages=("s1", "s2"), target_bits=12)),
+    "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=2, steady_stages=("small",),
+                                transient_stages=("s1", "s2", "s3"), target_bits=16)),
+    "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1",),
+                                transient_stages=("s1", "s2", "s3", "s4"), target_bits=24)),
+    "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),
+                                transient_stages=("s1", "s2", "s3", "s4", "s5"), target_bits=32)),
+}
+"""The bitrate ladder: mode name -> (header id, bit allocation). Codebooks: 'small' has 16
+entries, 's1'..'s5' 64 entries each (stages of one residual VQ)."""
+
+CODEBOOK_SIZES = {"small": 16, "s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64}
