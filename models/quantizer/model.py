@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from streaming_core.constants import NB_BANDS, NB_FEATURES, PERIOD_INDEX, PITCH_MAX_PERIOD, PITCH_MIN_PERIOD
-from streaming_core.quantizer import CEPSTRUM_CENTRE, CEPSTRUM_HALF_RANGE
+from models.layers import FeatureNormalizer, cell_sharing_weights
+from streaming_core.constants import NB_BANDS, NB_FEATURES
 
 
 class FeaturePredictor(nn.Module):
@@ -24,22 +24,14 @@ class FeaturePredictor(nn.Module):
         self.correction = nn.Linear(hidden, NB_BANDS)
         nn.init.zeros_(self.correction.weight)
         nn.init.zeros_(self.correction.bias)
-        self.register_buffer("centre", torch.tensor(np.r_[CEPSTRUM_CENTRE, np.log(100.0), 0.5],
-                                                    dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(np.r_[CEPSTRUM_HALF_RANGE / 2.5, 0.7, 0.3],
-                                                   dtype=torch.float32))
-
-    def _normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.clone()
-        x[..., PERIOD_INDEX] = torch.log(frames[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD, PITCH_MAX_PERIOD))
-        return (x - self.centre) / self.scale
+        self.normalize = FeatureNormalizer()
 
     def forward(self, previous: torch.Tensor, state: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequence mode: previous (B, T, 20) -> prediction (B, T, 18), state (B, hidden)."""
         if state is None:
             state = previous.new_zeros(previous.shape[0], self.hidden)
-        outputs, last = self.gru(self.inputs(self._normalize(previous)), state[None])
+        outputs, last = self.gru(self.inputs(self.normalize(previous)), state[None])
         return previous[..., :NB_BANDS] + self.correction(outputs), last[0]
 
 
@@ -49,14 +41,10 @@ class FeaturePredictorStep(nn.Module):
     def __init__(self, model: FeaturePredictor) -> None:
         super().__init__()
         self.model = model
-        self.cell = nn.GRUCell(model.gru.input_size, model.hidden)
-        self.cell.weight_ih = model.gru.weight_ih_l0
-        self.cell.weight_hh = model.gru.weight_hh_l0
-        self.cell.bias_ih = model.gru.bias_ih_l0
-        self.cell.bias_hh = model.gru.bias_hh_l0
+        self.cell = cell_sharing_weights(model.gru)
 
     def forward(self, previous: torch.Tensor, gru_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = self.cell(self.model.inputs(self.model._normalize(previous)), gru_state)
+        state = self.cell(self.model.inputs(self.model.normalize(previous)), gru_state)
         return previous[:, :NB_BANDS] + self.model.correction(state), state
 
 

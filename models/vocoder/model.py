@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.layers import FeatureNormalizer, cell_sharing_weights
 from streaming_core.constants import (
     HOP,
     NB_BANDS,
@@ -23,7 +24,6 @@ from streaming_core.constants import (
     PITCH_MIN_PERIOD,
     SAMPLE_RATE,
 )
-from streaming_core.quantizer import CEPSTRUM_CENTRE, CEPSTRUM_HALF_RANGE
 from streaming_core.spectrum import band_interpolation
 
 MAX_HARMONIC_HZ = 7800.0
@@ -55,10 +55,7 @@ class HopVocoder(nn.Module):
         self.gru = nn.GRU(conditioning, hidden, batch_first=True)
         self.gains = nn.Linear(hidden + conditioning, 2 * NB_BANDS)
         rng = np.random.default_rng(seed)
-        self.register_buffer("feature_centre", torch.tensor(
-            np.r_[CEPSTRUM_CENTRE, np.log(100.0), 0.5], dtype=torch.float32))
-        self.register_buffer("feature_scale", torch.tensor(
-            np.r_[CEPSTRUM_HALF_RANGE / 2.5, 0.7, 0.3], dtype=torch.float32))
+        self.normalize = FeatureNormalizer()
         self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32))
         self.register_buffer("harmonic_phases", torch.tensor(
             rng.uniform(0, 2 * np.pi, harmonics), dtype=torch.float32))
@@ -79,12 +76,6 @@ class HopVocoder(nn.Module):
     def parameter_count(self) -> int:
         """Trainable parameters."""
         return sum(p.numel() for p in self.parameters())
-
-    def _normalize(self, features: torch.Tensor) -> torch.Tensor:
-        x = features.clone()
-        x[..., PERIOD_INDEX] = torch.log(features[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD,
-                                                                         PITCH_MAX_PERIOD))
-        return (x - self.feature_centre) / self.feature_scale
 
     def _harmonic_amplitudes(self, f0: torch.Tensor, log_gains: torch.Tensor) -> torch.Tensor:
         """Amplitude (..., K) of each harmonic: band gain at its frequency, unit-power scaling."""
@@ -131,7 +122,7 @@ class HopVocoder(nn.Module):
             state = features.new_zeros(batch, self.hidden)
         if phase is None:
             phase = features.new_zeros(batch, 1)
-        conditioning = self.conditioning(self._normalize(features))
+        conditioning = self.conditioning(self.normalize(features))
         hidden, last = self.gru(conditioning, state[None])
         excitation, phase = self.excitation(features, noise, hidden, conditioning, phase)
         return excitation, last[0], phase
@@ -147,16 +138,12 @@ class HopVocoderStep(nn.Module):
     def __init__(self, model: HopVocoder) -> None:
         super().__init__()
         self.model = model
-        self.cell = nn.GRUCell(model.gru.input_size, model.hidden)
-        self.cell.weight_ih = model.gru.weight_ih_l0
-        self.cell.weight_hh = model.gru.weight_hh_l0
-        self.cell.bias_ih = model.gru.bias_ih_l0
-        self.cell.bias_hh = model.gru.bias_hh_l0
+        self.cell = cell_sharing_weights(model.gru)
 
     def forward(self, features: torch.Tensor, noise: torch.Tensor, gru_state: torch.Tensor,
                 phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         model = self.model
-        conditioning = model.conditioning(model._normalize(features))
+        conditioning = model.conditioning(model.normalize(features))
         new_state = self.cell(conditioning, gru_state)
         excitation, new_phase = model.excitation(
             features[:, None], noise[:, None], new_state[:, None], conditioning[:, None], phase)
