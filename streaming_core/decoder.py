@@ -8,32 +8,18 @@ packets are dropped and counted.
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
 from streaming_core.constants import HOP
-from streaming_core.dsp_synth import DspSynthesizer
 from streaming_core.modes import Mode
+from streaming_core.synthesizers import Synthesizer, default_synthesizer
 
 MAX_CONCEALED_GAP = 100
 """A gap of more frames than this (1 s) is not concealed frame by frame: the stream restarts."""
-
-
-class Synthesizer(Protocol):
-    """Turns feature frames into audio, one stream's state at a time."""
-
-    name: str
-    delay: int
-    """Samples by which its output lags the input beyond hop buffering."""
-
-    def new_state(self) -> Any:
-        """A fresh per-stream state."""
-
-    def synthesize(self, features: np.ndarray, state: Any) -> np.ndarray:
-        """Audio (n * HOP,) float32 for features (n, NB_FEATURES)."""
 
 
 @dataclass
@@ -60,7 +46,8 @@ class StreamDecoder:
     """Decodes one stream of packets to 16 kHz float32 audio."""
 
     def __init__(self, synthesizer: Synthesizer | None = None) -> None:
-        self.synthesizer = synthesizer if synthesizer is not None else DspSynthesizer()
+        """`synthesizer`: the decoder back end, by default the best installed one."""
+        self.synthesizer = synthesizer if synthesizer is not None else default_synthesizer()
         self.state = DecoderState(synth=self.synthesizer.new_state())
 
     def reset(self) -> None:

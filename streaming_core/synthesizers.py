@@ -5,14 +5,33 @@ decoder changes every entry point at once.
 """
 
 from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
 
-from streaming_core.decoder import Synthesizer
+import numpy as np
+
 from streaming_core.dsp_synth import DspSynthesizer
+
+RELEASED_VOCODER = Path(__file__).resolve().parent.parent / "models" / "released" / "hopvocoder.onnx"
+
+
+class Synthesizer(Protocol):
+    """Turns feature frames into audio, one stream's state at a time."""
+
+    name: str
+    delay: int
+    """Samples by which its output lags the input beyond hop buffering."""
+
+    def new_state(self) -> Any:
+        """A fresh per-stream state."""
+
+    def synthesize(self, features: np.ndarray, state: Any) -> np.ndarray:
+        """Audio (n * HOP,) float32 for features (n, NB_FEATURES)."""
 
 
 def available_synthesizers() -> list[str]:
-    """Names accepted by `load_synthesizer`."""
-    return ["dsp"]
+    """Names accepted by `load_synthesizer`, the preferred one last."""
+    return ["dsp", "neural"] if RELEASED_VOCODER.is_file() else ["dsp"]
 
 
 @cache
@@ -20,6 +39,10 @@ def load_synthesizer(name: str) -> Synthesizer:
     """The shared (stateless) synthesizer of this name; one instance per process."""
     if name == "dsp":
         return DspSynthesizer()
+    if name == "neural" and RELEASED_VOCODER.is_file():
+        from streaming_core.neural_synth import NeuralSynthesizer
+
+        return NeuralSynthesizer(RELEASED_VOCODER)
     raise KeyError(f"unknown synthesizer {name!r}; available: {', '.join(available_synthesizers())}")
 
 
