@@ -75,6 +75,14 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray]) -> tuple[np.ndarra
     return indices, residual - remaining
 
 
+def _reconstruct(prediction: np.ndarray, books: list[np.ndarray], indices) -> np.ndarray:
+    """prediction + the chosen codewords, summed in one fixed order (encoder == decoder)."""
+    cepstrum = prediction.astype(np.float32).copy()
+    for book, index in zip(books, indices, strict=True):
+        cepstrum += book[int(index)]
+    return cepstrum
+
+
 def pitch_delta_levels(bits: int) -> np.ndarray:
     """2^bits - 1 log-period changes, symmetric around 0, finer near 0 (squared companding)."""
     u = np.linspace(-1.0, 1.0, (1 << bits) - 1)
@@ -209,13 +217,10 @@ class PredictiveQuantizer:
                                        LOG_PERIOD_MIN, LOG_PERIOD_MAX))
         writer.write(pitch_index, self.allocation.pitch_bits)
 
-        cepstrum = prediction.copy()
-        if books:
-            indices, quantized = rvq_encode(residual[None], books)
-            for index, bits in zip(indices[0], index_bits, strict=True):
-                writer.write(int(index), bits)
-            cepstrum += quantized[0]
-        return self._finish(state, cepstrum, log_period, voicing)
+        indices = rvq_encode(residual[None], books)[0][0] if books else []
+        for index, bits in zip(indices, index_bits, strict=True):
+            writer.write(int(index), bits)
+        return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)
 
     def decode(self, reader: BitReader, state: PredictiveState) -> np.ndarray:
         """Read one frame."""
@@ -232,10 +237,8 @@ class PredictiveQuantizer:
                 raise BitstreamError(f"invalid pitch code {pitch_index}")
             log_period = float(np.clip(np.log(state.previous[PERIOD_INDEX])
                                        + self.pitch_deltas[pitch_index], LOG_PERIOD_MIN, LOG_PERIOD_MAX))
-        cepstrum = prediction.copy()
-        for book, bits in zip(books, index_bits, strict=True):
-            cepstrum += book[reader.read(bits)]
-        return self._finish(state, cepstrum, log_period, voicing)
+        indices = [reader.read(bits) for bits in index_bits]
+        return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)
 
     def conceal(self, state: PredictiveState) -> np.ndarray:
         """A lost frame: the predictor's own guess, pitch held, voicing decaying."""

@@ -88,9 +88,9 @@ ALIASES = {"peers": PEER_NAMES, "codec2": PEER_NAMES[:4], "opus": PEER_NAMES[4:]
 
 def hopcodec_names() -> list[str]:
     """`hopcodec-<mode>` for every mode of the installed streaming core (empty if absent)."""
-    from hopcodec.bench.ours import mode_names
+    from hopcodec.bench.ours import codec_names
 
-    return [f"hopcodec-{m}" for m in mode_names()]
+    return codec_names()
 
 
 def default_names() -> list[str]:

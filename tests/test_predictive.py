@@ -1,0 +1,125 @@
+"""The trained predictive quantizer: exact mirroring, bitrates, resets, loss, ONNX parity."""
+
+import numpy as np
+import pytest
+
+from streaming_core.analysis import analyze_signal
+from streaming_core.bitpack import BitWriter
+from streaming_core.bitstream import parse_packet
+from streaming_core.codec import decode_features, encode_audio
+from streaming_core.encoder import StreamEncoder
+from streaming_core.loss import GilbertElliott, RandomLoss, drop_packets
+from streaming_core.modes import RELEASED, get_mode, predictive_modes
+
+MODES = [m.name for m in predictive_modes()]
+
+
+def test_released_predictor_is_installed():
+    assert len(MODES) >= 4, f"trained predictor missing from {RELEASED}"
+
+
+@pytest.mark.parametrize("name", MODES)
+def test_decoder_mirrors_encoder_exactly(speech, name):
+    mode = get_mode(name)
+    quantizer = mode.quantizer
+    state = quantizer.new_state()
+    features = analyze_signal(speech)
+    reconstructed = np.stack([quantizer.encode(f, BitWriter(), state) for f in features[:100]])
+    decoded, decoder = decode_features(encode_audio(speech[:16000], mode))
+    np.testing.assert_array_equal(decoded[:100], reconstructed)
+    assert decoder.state.frames_concealed == 0
+
+
+@pytest.mark.parametrize("name", MODES)
+def test_measured_bitrate_matches_nominal(speech_clip, name):
+    mode = get_mode(name)
+    packets = encode_audio(speech_clip, mode, frames_per_packet=20)
+    payload_bits = 8 * sum(len(parse_packet(p).payload) for p in packets)
+    measured = payload_bits / (sum(parse_packet(p).frame_count for p in packets) * 0.01)
+    assert measured == pytest.approx(mode.bitrate_bps, rel=0.05)
+
+
+def test_ladder_spans_08_to_32_kbps():
+    rates = sorted(get_mode(n).bitrate_bps for n in MODES)
+    assert len(rates) >= 4 and rates[0] <= 900 and rates[-1] >= 3000
+
+
+def test_more_bits_less_distortion(speech):
+    reference = analyze_signal(speech)
+    errors = []
+    for name in MODES:
+        decoded, _ = decode_features(encode_audio(speech, name))
+        errors.append(np.mean((decoded[: len(reference), :18] - reference[:, :18]) ** 2))
+    assert errors == sorted(errors, reverse=True)
+
+
+def test_stream_resynchronises_after_loss(speech):
+    """After losses, the first packet flagged RESET brings back the lossless decode exactly."""
+    packets = encode_audio(speech, "hop-1600", frames_per_packet=2)
+    clean, _ = decode_features(packets)
+    lossy_packets = packets[:1] + drop_packets(packets[1:45], GilbertElliott(0.2, seed=3)) + packets[45:]
+    lossy, decoder = decode_features(lossy_packets)
+    assert decoder.state.frames_concealed > 0
+    assert len(lossy) == len(clean)
+    reset_frames = [parse_packet(p).sequence for p in packets if parse_packet(p).reset]
+    after = next(f for f in reset_frames if f >= 90)
+    assert after <= 100 + 2  # one reset per second of frames
+    np.testing.assert_array_equal(lossy[after:], clean[after:])
+    assert not np.array_equal(lossy[:after], clean[:after])
+
+
+def test_late_joiner_is_silent_until_reset(speech):
+    packets = encode_audio(speech, "hop-1200", frames_per_packet=1)
+    clean, _ = decode_features(packets)
+    joined, decoder = decode_features(packets[30:])
+    assert decoder.state.frames_unsynced == 70  # frames 30..99 wait for the reset at frame 100
+    np.testing.assert_array_equal(joined, clean[100:])
+
+
+def test_switching_between_predictive_modes_keeps_the_predictor(speech):
+    encoder = StreamEncoder("hop-800", frames_per_packet=5)
+    packets = encoder.push(speech[:8000])
+    encoder.set_mode("hop-3200")
+    packets += encoder.push(speech[8000:16000]) + encoder.flush()
+    resets = [parse_packet(p).sequence for p in packets if parse_packet(p).reset]
+    assert resets == [0, 100]  # the stream start and the periodic reset; not the switch at 50
+    decoded, decoder = decode_features(packets)
+    assert decoder.state.frames_concealed == 0 and len(decoded) >= 100
+
+
+def test_loss_channels_hit_their_rates():
+    for channel in (RandomLoss(0.1, seed=1), GilbertElliott(0.1, seed=1)):
+        lost = np.array([channel.lost() for _ in range(20000)])
+        assert lost.mean() == pytest.approx(0.1, abs=0.015)
+
+
+def test_gilbert_elliott_losses_come_in_bursts():
+    def mean_run(channel) -> float:
+        lost = np.array([channel.lost() for _ in range(20000)], dtype=int)
+        edges = np.diff(np.r_[0, lost, 0])
+        return float(np.mean(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)))
+
+    assert mean_run(GilbertElliott(0.1, mean_burst=4, seed=2)) > 1.5 * mean_run(RandomLoss(0.1, seed=2))
+
+
+def test_onnx_predictor_matches_torch(speech):
+    """The released ONNX graph and the released torch weights agree on real speech, hop by hop."""
+    torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
+    from models.quantizer.model import FeaturePredictor, FeaturePredictorStep
+    from streaming_core.predictive import OnnxPredictor
+
+    saved = torch.load(RELEASED / "predictor.pt", weights_only=False)
+    model = FeaturePredictor(**saved["config"])
+    model.load_state_dict(saved["model"])
+    step = FeaturePredictorStep(model).eval()
+    onnx = OnnxPredictor(RELEASED / "predictor.onnx")
+    features = analyze_signal(speech)
+    state_t = torch.zeros(1, model.hidden)
+    state_o = np.zeros((1, model.hidden), np.float32)
+    worst = 0.0
+    with torch.no_grad():
+        for frame in features[:200]:
+            expected, state_t = step(torch.from_numpy(frame[None]), state_t)
+            got, state_o = onnx(frame[None], state_o)
+            worst = max(worst, float(np.abs(expected.numpy() - got).max()))
+    assert worst < 1e-4
