@@ -30,8 +30,8 @@ from streaming_core.constants import (
 from streaming_core.errors import BitstreamError
 
 LOG_PERIOD_MIN, LOG_PERIOD_MAX = np.log(PITCH_MIN_PERIOD), np.log(PITCH_MAX_PERIOD)
-PITCH_DELTA_RANGE = 0.5
-"""Largest pitch change (in log period) one frame can code; larger jumps take two frames."""
+PITCH_DELTA_RANGE = 0.35
+"""Largest pitch change (in log period, about 42 %) one frame can code; an octave jump takes two."""
 VOICING_LOW, VOICING_HIGH = 0.1, 0.95
 RESERVOIR_FRAMES = 3.0
 """The reservoir holds at most this many transient frames' worth of extra bits."""
@@ -84,9 +84,9 @@ def _reconstruct(prediction: np.ndarray, books: list[np.ndarray], indices) -> np
 
 
 def pitch_delta_levels(bits: int) -> np.ndarray:
-    """2^bits - 1 log-period changes, symmetric around 0, finer near 0 (squared companding)."""
+    """2^bits - 1 log-period changes, symmetric around 0, finer near 0 (cubic companding)."""
     u = np.linspace(-1.0, 1.0, (1 << bits) - 1)
-    return np.sign(u) * u**2 * PITCH_DELTA_RANGE
+    return u**3 * PITCH_DELTA_RANGE
 
 
 def voicing_levels(bits: int) -> np.ndarray:
@@ -269,7 +269,7 @@ class OnnxPredictor:
 
 
 LADDER: dict[str, tuple[int, Allocation]] = {
-    "hop-800": (10, Allocation(pitch_bits=2, voicing_bits=1, steady_stages=(),
+    "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
                                transient_stages=("s1", "s2"), target_bits=8)),
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("small",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
