@@ -46,14 +46,17 @@ def batch_loss(model: HopVocoder, lpc: LpcFromCepstrum, features: np.ndarray, si
     return multi_resolution_stft_loss(speech, target)
 
 
-def quantize_features(features: np.ndarray, mode_name: str) -> np.ndarray:
-    """Features as the decoder receives them after coding with `mode_name`."""
+def quantize_features(features: np.ndarray, mode_names: str, seed: int = 0) -> np.ndarray:
+    """Features as the decoder receives them after coding; `mode_names` is a comma-separated
+    list, one drawn at random per sequence."""
     from streaming_core.bitpack import BitWriter
     from streaming_core.modes import get_mode
 
-    quantizer = get_mode(mode_name).quantizer
+    rng = np.random.default_rng(seed)
+    quantizers = [get_mode(name).quantizer for name in mode_names.split(",")]
     out = np.empty_like(features)
     for b in range(features.shape[0]):
+        quantizer = quantizers[rng.integers(len(quantizers))]
         state = quantizer.new_state()
         for t in range(features.shape[1]):
             out[b, t] = quantizer.encode(features[b, t], BitWriter(), state)
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=101, help="hops per window (first is warm-up)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quantize", metavar="MODE", help="fine-tune on this mode's decoded features")
+    parser.add_argument("--quantize", metavar="MODES",
+                        help="fine-tune on decoded features of these modes (comma-separated)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights")
     parser.add_argument("--valid-every", type=int, default=250)
     args = parser.parse_args(argv)
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         batch = next(batches)
         features = batch.features
         if args.quantize:
-            features = quantize_features(features, args.quantize)
+            features = quantize_features(features, args.quantize, seed=step)
         loss = batch_loss(model, lpc, features, batch.signal, generator)
         optimizer.zero_grad()
         loss.backward()

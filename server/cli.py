@@ -1,0 +1,88 @@
+"""`hopcodec serve` and `hopcodec loadtest` (registered by hopcodec/cli.py)."""
+
+import argparse
+import json
+import os
+from dataclasses import fields
+
+from server.config import ENV_PREFIX, Settings
+from streaming_core.errors import HopcodecError
+
+
+class ServeError(HopcodecError):
+    """Settings or options the service cannot start with."""
+
+
+SETTING_FLAGS = {
+    "max_streams": ("--max-streams", int, "streams open at once per process"),
+    "max_message_bytes": ("--max-message-bytes", int, "largest WebSocket message"),
+    "rate_multiple": ("--rate-multiple", float, "audio a stream may send, as a multiple of real time"),
+    "rate_burst_seconds": ("--rate-burst", float, "audio seconds a stream may send ahead of that"),
+    "idle_timeout": ("--idle-timeout", float, "seconds without a client message before closing"),
+    "max_bad_messages": ("--max-bad-messages", int, "malformed messages in a row before closing"),
+    "send_queue_bytes": ("--send-queue-bytes", int, "reply bytes waiting for a slow reader before closing"),
+    "max_upload_bytes": ("--max-upload-bytes", int, "largest POST body"),
+    "max_upload_seconds": ("--max-upload-seconds", float, "longest audio of a POST"),
+    "max_uploads": ("--max-uploads", int, "POST requests in progress at once"),
+    "hop_threads": ("--hop-threads", int, "threads for the codec work (0: on the event loop)"),
+    "token": ("--token", str, "bearer token required on /v1/ (prefer HOPCODEC_TOKEN: flags show in ps)"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `serve` and `loadtest`."""
+    p = subparsers.add_parser("serve", help="run the WebSocket/HTTP codec service (uvicorn)")
+    p.add_argument("--host", default=os.environ.get(ENV_PREFIX + "HOST", "127.0.0.1"),
+                   help="address to bind (default 127.0.0.1, env HOPCODEC_HOST)")
+    p.add_argument("--port", type=int, default=int(os.environ.get(ENV_PREFIX + "PORT", "8000")),
+                   help="port (default 8000, env HOPCODEC_PORT)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get(ENV_PREFIX + "WORKERS", "1")),
+                   help="server processes sharing the port (default 1, env HOPCODEC_WORKERS); "
+                   "limits and metrics are per process")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true",
+                   help="log every request (query strings, so ?token= too)")
+    defaults = Settings()
+    for name, (flag, kind, text) in SETTING_FLAGS.items():
+        default = getattr(defaults, name)
+        suffix = f" (default {default}" if default is not None else " (default none"
+        p.add_argument(flag, dest=name, type=kind, metavar=kind.__name__.upper(),
+                       help=f"{text}{suffix}, env {ENV_PREFIX}{name.upper()})")
+    p.set_defaults(handler=cmd_serve)
+
+    from server.loadtest import add_arguments, cmd_loadtest
+
+    p = subparsers.add_parser("loadtest", help="N concurrent real-time streams against a server")
+    add_arguments(p)
+    p.set_defaults(handler=cmd_loadtest)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags over HOPCODEC_* variables over defaults."""
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as error:
+        raise ServeError(str(error)) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """hopcodec serve"""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = settings_from_args(args)
+    if args.workers < 1:
+        raise ServeError(f"--workers must be at least 1, got {args.workers}")
+    options = {"host": args.host, "port": args.port, "log_level": args.log_level,
+               "access_log": args.access_log, "ws_max_size": settings.protocol_max_message_bytes,
+               "ws_per_message_deflate": False}
+    print(json.dumps({"serving": f"http://{args.host}:{args.port}", "workers": args.workers,
+                      **settings.public(), "auth": settings.token is not None}))
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        os.environ.update(settings.to_env())
+        uvicorn.run("server.app:app_from_env", factory=True, workers=args.workers, **options)
+    return 0

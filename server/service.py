@@ -1,0 +1,56 @@
+"""What every stream and request of one server process shares: settings, metrics, the
+synthesizer, the hop thread pool and the stream slots."""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from server.config import Settings
+from server.limits import StreamSlots
+from server.metrics import Metrics
+from streaming_core.decoder import Synthesizer
+from streaming_core.latency import latency_budget
+from streaming_core.synthesizers import default_synthesizer
+
+
+@dataclass
+class Service:
+    """Shared state of one server process."""
+
+    settings: Settings
+    metrics: Metrics
+    synthesizer: Synthesizer
+    executor: ThreadPoolExecutor | None
+    """Runs the per-message codec work; None: on the event loop."""
+    slots: StreamSlots
+    latency_ms: float
+    uploads: ThreadPoolExecutor
+    """Codes whole files (POST), one at a time, so that uploads never hold up a stream's hops."""
+    uploads_open: int = 0
+    """POST requests in progress (at most `settings.max_uploads`)."""
+
+    @classmethod
+    def create(cls, settings: Settings) -> "Service":
+        """A service with the default synthesizer and a hop pool of `settings.hop_threads`."""
+        synthesizer = default_synthesizer()
+        executor = (ThreadPoolExecutor(settings.hop_threads, thread_name_prefix="hop")
+                    if settings.hop_threads else None)
+        return cls(settings=settings, metrics=Metrics(), synthesizer=synthesizer, executor=executor,
+                   slots=StreamSlots(settings.max_streams),
+                   latency_ms=latency_budget(synthesizer)["total_ms"],
+                   uploads=ThreadPoolExecutor(1, thread_name_prefix="upload"))
+
+    @property
+    def synthesizer_name(self) -> str:
+        """Name of the synthesizer every stream decodes with."""
+        return str(getattr(self.synthesizer, "name", type(self.synthesizer).__name__))
+
+    @property
+    def model_version(self) -> str:
+        """Version of the decoder model (the synthesizer's name for a model-free one)."""
+        return str(getattr(self.synthesizer, "version", self.synthesizer_name))
+
+    def close(self) -> None:
+        """Stop the hop and upload threads."""
+        self.uploads.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
