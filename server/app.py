@@ -15,6 +15,8 @@ from server.websocket import serve_websocket
 
 STATIC = Path(__file__).parent / "static"
 HTTP_PATHS = ("/v1/encode", "/v1/decode", "/v1/info")
+HTTP_VIOLATIONS = {401: "unauthorized", 413: "upload_size", 503: "uploads"}
+"""HTTP answers counted as limit violations, by kind."""
 PLACEHOLDER = """<!doctype html><meta charset="utf-8"><title>hopcodec</title>
 <h1>hopcodec service</h1><p>The browser page is not installed. See <a href="/docs">/docs</a>
 for the HTTP API and docs/protocol.md for the WebSocket protocol.</p>"""
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if path.startswith("/v1/"):
             label = path if path in HTTP_PATHS else "other"  # bounded label values
             service.metrics.http_requests.labels(label, str(response.status_code)).inc()
+            if response.status_code in HTTP_VIOLATIONS:
+                service.metrics.violations.labels(HTTP_VIOLATIONS[response.status_code]).inc()
         return response
 
     for endpoint in ("decode", "encode", "loopback"):

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from server.config import Settings
 from server.limits import StreamSlots
 from server.metrics import Metrics
-from streaming_core.decoder import Synthesizer
 from streaming_core.latency import latency_budget
-from streaming_core.synthesizers import default_synthesizer
+from streaming_core.synthesizers import Synthesizer, default_synthesizer
 
 
 @dataclass

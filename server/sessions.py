@@ -18,10 +18,11 @@ from streaming_core.bitstream import (
     parse_packet,
 )
 from streaming_core.constants import HOP, SAMPLE_RATE
-from streaming_core.decoder import MAX_CONCEALED_GAP, DecoderState, StreamDecoder, Synthesizer
+from streaming_core.decoder import MAX_CONCEALED_GAP, DecoderState, StreamDecoder
 from streaming_core.encoder import StreamEncoder
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode, get_mode
+from streaming_core.synthesizers import Synthesizer
 
 HOP_SECONDS = HOP / SAMPLE_RATE
 

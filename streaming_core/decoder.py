@@ -15,6 +15,7 @@ import numpy as np
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
 from streaming_core.constants import HOP
+from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode
 from streaming_core.synthesizers import Synthesizer, default_synthesizer
 
@@ -77,8 +78,16 @@ class StreamDecoder:
                 self.reset()
                 state = self.state
             elif gap:
+                before = copy.copy(state)
+                before.synth = copy.deepcopy(state.synth)
+                before.quantizer_states = copy.deepcopy(state.quantizer_states)
                 concealed = self.conceal(gap)
-        features = self._dequantize(packet)
+        try:
+            features = self._dequantize(packet)
+        except BitstreamError:
+            if len(concealed):  # leave no trace of a packet that cannot be decoded
+                self.state = before
+            raise
         state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
         if features is None:
             state.frames_unsynced += packet.frame_count

@@ -102,6 +102,8 @@ class StreamEncoder:
         if state.packet_frames:
             state.packet_flags |= FLAG_END
             packets.append(self._emit())
+        elif packets:  # the padding completed a packet: flag it as the last one
+            packets[-1] = bytes([packets[-1][0] | FLAG_END]) + packets[-1][1:]
         self.reset()
         return packets
 

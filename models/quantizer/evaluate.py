@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from streaming_core.analysis import analyze_signal
 from streaming_core.audio_io import load_for_codec
-from streaming_core.bitstream import parse_packet
+from streaming_core.bitstream import PACKET_HEADER
 from streaming_core.codec import decode_features
 from streaming_core.constants import CORR_INDEX, NB_BANDS, PERIOD_INDEX
 from streaming_core.encoder import StreamEncoder
@@ -94,7 +94,7 @@ def evaluate_mode(mode: Mode, clips: list[tuple[np.ndarray, np.ndarray]], loss_r
         encoder = StreamEncoder(recorded, frames_per_packet=LOSS_PACKET_FRAMES if loss_rate
                                 else PACKET_FRAMES)
         packets = encoder.push(signal) + encoder.flush()
-        bits += 0 if loss_rate else 8 * sum(len(parse_packet(p).payload) for p in packets)
+        bits += 0 if loss_rate else 8 * sum(len(p) - PACKET_HEADER.size for p in packets)
         seconds += len(signal) / 16000
         decoded = np.stack(recorder.frames)
         if loss_rate:
