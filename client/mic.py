@@ -168,7 +168,10 @@ class MicSession:
             self.engine = engine = DuplexEngine(jitter, playout, record=options.record is not None)
             audio = self._open_devices(engine)
             cleanup.callback(audio.close)
-            cleanup.callback(audio.abort)
+            # stop(), not abort(): PortAudio's ALSA back end aborts by cancelling the callback
+            # thread (pthread_cancel), which can leave the interpreter's lock held by a thread that
+            # no longer exists and hang the shutdown; stop() lets the running callback return.
+            cleanup.callback(audio.stop)
             self.max_delay = self._max_delay()
             jitter.config = JitterConfig(max_delay=self.max_delay)
             if stream is None:

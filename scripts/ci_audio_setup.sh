@@ -45,10 +45,25 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 
+# A daemon is usable when it answers, has both devices, and its microphone FIFO is still a FIFO
+# (a FIFO deleted under a running daemon leaves a microphone that captures only silence).
+healthy() {
+  pactl info >/dev/null 2>&1 && [ -p "$DIR/mic.fifo" ] \
+    && pactl list short sources 2>/dev/null | grep -q hopcodec_mic \
+    && pactl list short sinks 2>/dev/null | grep -q hopcodec_speaker
+}
+
 if [ $want_audio = 1 ]; then
   export PULSE_SERVER="unix:$DIR/native"
+  if pactl info >/dev/null 2>&1 && ! healthy; then
+    echo "ci_audio_setup: restarting a stale PulseAudio daemon on $PULSE_SERVER" >&2
+    pactl exit >/dev/null 2>&1 || true
+    for _ in $(seq 50); do pactl info >/dev/null 2>&1 || break; sleep 0.2; done
+    rm -f "$DIR/mic.fifo"
+  fi
   if ! pactl info >/dev/null 2>&1; then
     mkdir -p "$DIR"
+    [ -e "$DIR/mic.fifo" ] && [ ! -p "$DIR/mic.fifo" ] && rm -f "$DIR/mic.fifo"
     cat > "$DIR/default.pa" <<PA
 load-module module-native-protocol-unix auth-anonymous=1 socket=$DIR/native
 load-module module-null-sink sink_name=hopcodec_speaker rate=16000 channels=1 format=s16le
@@ -60,7 +75,7 @@ PA
     PULSE_RUNTIME_PATH="$DIR/runtime" HOME="$DIR" pulseaudio -n -F "$DIR/default.pa" \
       --exit-idle-time=-1 --daemonize=yes --use-pid-file=yes --log-target="file:$DIR/pulseaudio.log"
     for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.2; done
-    pactl info >/dev/null 2>&1 || { echo "ci_audio_setup: PulseAudio did not start; log: $DIR/pulseaudio.log" >&2; exit 1; }
+    healthy || { echo "ci_audio_setup: PulseAudio did not start with its devices; log: $DIR/pulseaudio.log" >&2; exit 1; }
     # Real-time priority for the daemon's threads, as a desktop's rtkit would give them (without
     # it, on a busy machine, the pipe source and the null sink glitch); best effort.
     chrt -a -f -p 30 "$(cat "$DIR/runtime/pid" 2>/dev/null || pgrep -x pulseaudio | head -1)" >/dev/null 2>&1 || true

@@ -109,8 +109,11 @@ def test_scores_do_not_depend_on_worker_count(bench_run, tmp_path: Path) -> None
     first = {(r["clip"], r["codec"]): r for r in bench_run.rows}
     for r in again.rows:
         before = first[(r["clip"], r["codec"])]
-        for key in [*again.metrics, "payload_bytes", "delay_samples"]:
+        for key in ["payload_bytes", "delay_samples"]:
             assert r[key] == before[key], key
+        # Equal up to float summation order (BLAS threads differ between worker processes).
+        for key in again.metrics:
+            assert r[key] == pytest.approx(before[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
 # --- parts -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ played it, and that the measured latency is within the budget."""
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,8 @@ class Feeder:
     def __init__(self, fifo: str, signal_16k: np.ndarray, folder: Path) -> None:
         raw = folder / "microphone.raw"
         raw.write_bytes((np.clip(signal_16k, -1, 1) * 32767).astype("<i2").tobytes())
+        # Opening a missing path for writing would create a plain file that nothing reads.
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode), f"{fifo} is not the microphone FIFO"
         self.process = subprocess.Popen([*realtime(20), sys.executable, "-c", FEEDER, fifo, str(raw)])
 
     def stop(self) -> None:
@@ -146,7 +149,8 @@ def check_recording(tmp: Path, report: dict, speech: np.ndarray, speaker: np.nda
     assert len(captured) == len(played) > SAMPLE_RATE
     # What the client captured is the speech fed into the FIFO (16-bit copies of each other).
     captured_ok = found_fraction(speech, captured, 0.99)
-    assert captured_ok > 0.8, f"only {captured_ok:.0%} of the speech is in the captured audio"
+    level = float(np.sqrt(np.mean(captured**2)))
+    assert captured_ok > 0.8, f"only {captured_ok:.0%} of the speech was captured (rms {level:.4f})"
     # What the speaker played is what the client played.
     played_ok = found_fraction(played, speaker, 0.95)
     assert played_ok > 0.7, f"only {played_ok:.0%} of the client's output reached the null sink"
@@ -199,7 +203,9 @@ def test_mic_over_the_server_plays_the_servers_decoding(audio_env, speech, tmp_p
 def test_ctrl_c_stops_cleanly(audio_env, tmp_path):
     feeder = Feeder(audio_env["HOPCODEC_MIC_FIFO"], np.zeros(SAMPLE_RATE), tmp_path)
     recorder = SpeakerRecorder(audio_env, tmp_path / "speaker.raw")
-    process = subprocess.Popen([sys.executable, "-m", "hopcodec", "mic", "--local"], env=audio_env,
+    # PYTHONFAULTHANDLER: if the shutdown hangs, SIGABRT makes it print where every thread is.
+    process = subprocess.Popen([sys.executable, "-m", "hopcodec", "mic", "--local"],
+                               env={**audio_env, "PYTHONFAULTHANDLER": "1"},
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []  # wait for a status line: the loop is running (ALSA may print other lines)
@@ -207,7 +213,12 @@ def test_ctrl_c_stops_cleanly(audio_env, tmp_path):
             lines.append(process.stderr.readline())
         assert process.poll() is None, "".join(lines)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=30)
+            pytest.fail(f"the mic client did not stop within 30 s of Ctrl-C; its threads:\n{err[-6000:]}")
     finally:
         feeder.stop()
         recorder.stop()
