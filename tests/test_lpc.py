@@ -54,3 +54,21 @@ def test_autocorrelation_gives_signal_power():
     r0 = np.median([autocorrelation_from_cepstrum(f[:NB_BANDS])[0] for f in features[5:]])
     emphasized = noise[1:] - 0.85 * noise[:-1]
     assert 10 * np.log10(r0 / np.mean(emphasized**2)) == pytest.approx(0.0, abs=1.0)
+
+
+def test_training_lpc_matches_the_runtime_on_real_and_near_silent_frames(speech_clip):
+    """The decoder's training graph (torch) computes the same predictor as the runtime (numpy),
+    also for near-silent and coded frames, where a float32 recursion used to give NaN."""
+    torch = pytest.importorskip("torch")
+    from models.vocoder.dsp import LpcFromCepstrum
+
+    cepstra = analyze_signal(speech_clip)[:, :NB_BANDS].astype(np.float64)
+    quiet = cepstra.copy()
+    quiet[:, 0] = np.linspace(-27.0, -12.0, len(quiet))  # down to the energy floor
+    frames = np.concatenate([cepstra, quiet])
+    a_torch, error_torch = LpcFromCepstrum()(torch.from_numpy(frames.astype(np.float32)))
+    assert torch.isfinite(a_torch).all() and torch.isfinite(error_torch).all()
+    for frame, a_t, e_t in zip(frames.astype(np.float32), a_torch.numpy(), error_torch.numpy(), strict=True):
+        a, error = lpc_from_cepstrum(frame.astype(np.float64))
+        np.testing.assert_allclose(a_t, a, atol=2e-3)
+        assert e_t == pytest.approx(max(error, 0.0), rel=1e-3, abs=1e-9)

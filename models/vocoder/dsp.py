@@ -38,29 +38,38 @@ class LpcFromCepstrum(torch.nn.Module):
         self.register_buffer("to_autocorrelation", torch.tensor(cos * scale, dtype=torch.float32))
 
     def forward(self, cepstrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_energy = cepstrum @ self.idct
+        # float64 throughout, as at run time: in float32 the autocorrelation of a near-silent
+        # frame is not quite positive definite and the recursion blows up.
+        log_energy = cepstrum.double() @ self.idct.double()
         energy = torch.clamp(10.0**log_energy - LOG_ENERGY_FLOOR, min=0.0)
-        power = energy @ self.interp
-        r = (power @ self.to_autocorrelation).double()
+        power = energy @ self.interp.double()
+        r = power @ self.to_autocorrelation.double()
         r0 = r[..., :1] * WHITE_NOISE_CORRECTION
         r = torch.cat((r0, r[..., 1:]), dim=-1)
         return levinson(r)
 
 
 def levinson(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched Levinson-Durbin (float64 inside): r (..., p+1) -> a (..., p+1), error (...)."""
+    """Batched Levinson-Durbin (float64 inside): r (..., p+1) -> a (..., p+1), error (...).
+
+    Mirrors `streaming_core.lpc.levinson` element by element: a zero r[0] gives a = [1, 0, ...],
+    and a row stops updating once its prediction error reaches zero.
+    """
+    r = r.double()
     order = r.shape[-1] - 1
     a = torch.zeros_like(r)
     a[..., 0] = 1.0
-    error = r[..., 0].clamp(min=1e-12)
+    error = r[..., 0]
+    alive = error > 0
     for i in range(1, order + 1):
         acc = r[..., i] + (a[..., 1:i] * r[..., 1:i].flip(-1)).sum(-1)
-        k = -acc / error
+        k = torch.where(alive, -acc / torch.where(alive, error, 1.0), 0.0)
         previous = a.clone()
         a[..., i] = k
         a[..., 1:i] = previous[..., 1:i] + k[..., None] * previous[..., 1:i].flip(-1)
-        error = (error * (1.0 - k * k)).clamp(min=1e-12)
-    return a.float(), error.float()
+        error = torch.where(alive, error * (1.0 - k * k), error)
+        alive = alive & (error > 0)
+    return a.float(), error.clamp(min=0.0).float()
 
 
 def synthesis_response(a: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = train.batches(args.batch, seed=step)
     valid_batches = list(zip(range(8), valid.batches(args.batch, seed=1234), strict=False))
     log = (args.out / "train.log").open("a")
-    running, started = None, time.time()
+    running, started, skipped = None, time.time(), 0
     progress = tqdm(total=args.steps, initial=step, desc="vocoder", unit="step")
     while step < args.steps:
         batch = next(batches)
@@ -152,7 +152,16 @@ def main(argv: list[str] | None = None) -> None:
         loss = batch_loss(model, lpc, features, batch.signal, generator)
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            # A batch whose loss or gradient is not finite is skipped, not learned from.
+            skipped += 1
+            log.write(json.dumps({"step": step, "skipped_non_finite": skipped}) + "\n")
+            log.flush()
+            step += 1
+            schedule.step()
+            progress.update(1)
+            continue
         optimizer.step()
         schedule.step()
         step += 1
