@@ -48,9 +48,20 @@ fi
 # A daemon is usable when it answers, has both devices, and its microphone FIFO is still a FIFO
 # (a FIFO deleted under a running daemon leaves a microphone that captures only silence).
 healthy() {
-  pactl info >/dev/null 2>&1 && [ -p "$DIR/mic.fifo" ] \
+  pactl info >/dev/null 2>&1 && [ -p "$DIR/mic.fifo" ] && fifo_is_the_daemons \
     && pactl list short sources 2>/dev/null | grep -q hopcodec_mic \
     && pactl list short sinks 2>/dev/null | grep -q hopcodec_speaker
+}
+# The FIFO at $DIR/mic.fifo is the one the daemon reads (not a new one made after the daemon's
+# was deleted); when the daemon's pid or file descriptors cannot be read, assume it is.
+fifo_is_the_daemons() {
+  local pid inode fd
+  pid=$(cat "$DIR/runtime/pid" 2>/dev/null) && [ -r "/proc/$pid/fd" ] || return 0
+  inode=$(stat -c %i "$DIR/mic.fifo")
+  for fd in /proc/"$pid"/fd/*; do
+    [ "$(stat -L -c %i "$fd" 2>/dev/null)" = "$inode" ] && return 0
+  done
+  return 1
 }
 
 if [ $want_audio = 1 ]; then

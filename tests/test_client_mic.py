@@ -200,13 +200,21 @@ def test_mic_over_the_server_plays_the_servers_decoding(audio_env, speech, tmp_p
     assert decoder + 10 - 3 <= report["measured_internal_ms"] <= decoder + 10 * report["max_delay_ticks"] + 3
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal delivers it. A test run in the background (`cmd &` in a
+    script, as CI may start it) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly(audio_env, tmp_path):
     feeder = Feeder(audio_env["HOPCODEC_MIC_FIFO"], np.zeros(SAMPLE_RATE), tmp_path)
     recorder = SpeakerRecorder(audio_env, tmp_path / "speaker.raw")
     # PYTHONFAULTHANDLER: if the shutdown hangs, SIGABRT makes it print where every thread is.
     process = subprocess.Popen([sys.executable, "-m", "hopcodec", "mic", "--local"],
                                env={**audio_env, "PYTHONFAULTHANDLER": "1"},
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_sigint)
     try:
         lines = []  # wait for a status line: the loop is running (ALSA may print other lines)
         while not any("mouth-to-ear" in line for line in lines) and process.poll() is None:
