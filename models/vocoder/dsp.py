@@ -26,8 +26,8 @@ class LpcFromCepstrum(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("idct", torch.tensor(_idct_matrix(), dtype=torch.float32))
-        self.register_buffer("interp", torch.tensor(band_interpolation().T, dtype=torch.float32))
+        self.register_buffer("idct", torch.tensor(_idct_matrix(), dtype=torch.float64))
+        self.register_buffer("interp", torch.tensor(band_interpolation().T, dtype=torch.float64))
         lags = np.arange(LPC_ORDER + 1)
         k = np.arange(NB_BINS)
         # irfft of a real spectrum as a matrix: r[l] = sum_k w_k P_k cos(2 pi k l / n) / n
@@ -35,15 +35,15 @@ class LpcFromCepstrum(torch.nn.Module):
         weights = np.where((k == 0) | (k == NB_BINS - 1), 1.0, 2.0)[:, None]
         cos = weights * np.cos(2 * np.pi * np.outer(k, lags) / n) / n
         scale = LAG_WINDOW / np.sum(analysis_window() ** 2)
-        self.register_buffer("to_autocorrelation", torch.tensor(cos * scale, dtype=torch.float32))
+        self.register_buffer("to_autocorrelation", torch.tensor(cos * scale, dtype=torch.float64))
 
     def forward(self, cepstrum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 throughout, as at run time: in float32 the autocorrelation of a near-silent
         # frame is not quite positive definite and the recursion blows up.
-        log_energy = cepstrum.double() @ self.idct.double()
+        log_energy = cepstrum.double() @ self.idct
         energy = torch.clamp(10.0**log_energy - LOG_ENERGY_FLOOR, min=0.0)
-        power = energy @ self.interp.double()
-        r = power @ self.to_autocorrelation.double()
+        power = energy @ self.interp
+        r = power @ self.to_autocorrelation
         r0 = r[..., :1] * WHITE_NOISE_CORRECTION
         r = torch.cat((r0, r[..., 1:]), dim=-1)
         return levinson(r)

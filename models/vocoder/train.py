@@ -153,22 +153,19 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad()
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
-            # A batch whose loss or gradient is not finite is skipped, not learned from.
+        if torch.isfinite(loss) and torch.isfinite(norm):
+            optimizer.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        else:  # a batch whose loss or gradient is not finite is skipped, not learned from
             skipped += 1
             log.write(json.dumps({"step": step, "skipped_non_finite": skipped}) + "\n")
             log.flush()
-            step += 1
-            schedule.step()
-            progress.update(1)
-            continue
-        optimizer.step()
         schedule.step()
         step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         progress.update(1)
-        progress.set_postfix(loss=f"{running:.4f}")
-        if step % 25 == 0:
+        if running is not None:
+            progress.set_postfix(loss=f"{running:.4f}")
+        if step % 25 == 0 and running is not None:
             history["step"].append(step)
             history["train"].append(running)
         if step % args.valid_every == 0 or step == args.steps:
