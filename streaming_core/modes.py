@@ -94,11 +94,11 @@ def predictive_modes() -> tuple[Mode, ...]:
     for name, (mode_id, allocation) in LADDER.items():
         quantizer = PredictiveQuantizer(allocation, books, predictor,
                                         float(stored[f"threshold_{name}"]))
-        prosody = 1 + allocation.voicing_bits + allocation.pitch_bits
         description = (
             f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
-            f"{allocation.pitch_bits} bits, residual VQ {quantizer.steady_bits - prosody} bits "
-            f"(steady) or {quantizer.transient_bits - prosody} bits (transient)")
+            f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "
+            f"at onsets), residual VQ {quantizer.steady_vq_bits} bits (steady) or "
+            f"{quantizer.transient_vq_bits} bits (transient)")
         modes.append(Mode(id=mode_id, name=name, quantizer=quantizer, description=description))
     return tuple(modes)
 

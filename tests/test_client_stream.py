@@ -108,7 +108,7 @@ def test_bad_query_names_the_parameter(server):
 def test_malformed_packet_is_a_server_error_and_the_stream_goes_on(server):
     async def run() -> None:
         async with DecodeStream(server.url) as stream:
-            await stream.send_packet(b"\x10\x01\x00")
+            await stream.send_packet(b"\x20\x01\x00")
             with pytest.raises(ServerError, match="bad_packet: packet truncated"):
                 await stream.receive_pcm(5)
             audio = await stream.decode(encode_audio(np.zeros(HOP))[0])

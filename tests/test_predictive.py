@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streaming_core.analysis import analyze_signal
-from streaming_core.bitpack import BitWriter
+from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.bitstream import parse_packet
 from streaming_core.codec import decode_features, encode_audio
 from streaming_core.encoder import StreamEncoder
@@ -123,3 +123,32 @@ def test_onnx_predictor_matches_torch(speech):
             got, state_o = onnx(frame[None], state_o)
             worst = max(worst, float(np.abs(expected.numpy() - got).max()))
     assert worst < 1e-4
+
+
+@pytest.mark.parametrize("name", ["hop-800", "hop-1600"])
+def test_unvoiced_frames_carry_no_pitch_bits_and_onsets_code_pitch_absolutely(speech, name):
+    """Frame sizes follow the frame's own voicing: unvoiced frames skip the pitch field; a voicing
+    onset takes the escape code plus an absolute pitch, and lands near the true pitch."""
+    from streaming_core.constants import CORR_INDEX, PERIOD_INDEX
+    from streaming_core.predictive import VOICED
+
+    quantizer = get_mode(name).quantizer
+    allocation = quantizer.allocation
+    state = quantizer.new_state()
+    seen = {"unvoiced": 0, "onset": 0}
+    for frame in analyze_signal(speech):
+        was_voiced = state.previous[CORR_INDEX] >= VOICED
+        writer = BitWriter()
+        decoded = quantizer.encode(frame, writer, state)
+        transient = BitReader(writer.to_bytes()).read(1)  # the flag is the frame's first bit
+        vq = quantizer.transient_vq_bits if transient else quantizer.steady_vq_bits
+        bits = writer.bit_count - 1 - allocation.voicing_bits - vq
+        if decoded[CORR_INDEX] < VOICED:
+            assert bits == 0
+            seen["unvoiced"] += 1
+        elif not was_voiced:
+            assert bits in (allocation.pitch_bits, allocation.pitch_bits + allocation.onset_pitch_bits)
+            if bits > allocation.pitch_bits:
+                seen["onset"] += 1
+                assert abs(np.log(decoded[PERIOD_INDEX] / frame[PERIOD_INDEX])) < 0.04  # < 70 cents
+    assert seen["unvoiced"] > 10 and seen["onset"] > 2

@@ -255,7 +255,7 @@ def test_http_encode_and_decode_equal_the_cli(server: ServerProcess) -> None:
     ("/v1/encode", b"this is not audio", 415, "not a readable audio file"),
     ("/v1/encode?mode=nonsense", b"RIFF", 422, "unknown mode"),
     ("/v1/encode", b"", 422, "empty body"),
-    ("/v1/decode", b"HOPC\x01\x01", 422, "not a valid .hop file"),
+    ("/v1/decode", b"HOPC\x02\x01", 422, "not a valid .hop file"),
     ("/v1/decode", b"HOPC\x09" + bytes(13), 422, "unknown file format version"),
     ("/v1/decode?rate=5", b"HOPC", 422, "rate"),
 ])

@@ -5,8 +5,7 @@
 
 1. open loop: the GRU predictor learns to predict each frame's cepstrum from the previous
    clean frame (MSE on the cepstrum = log-spectral error);
-2. codebooks: k-means on the prediction residuals ('small' on the steadier half of frames,
-   's1'..'s5' as the stages of one residual VQ);
+2. codebooks: k-means on the prediction residuals ('s1'..'s5', the stages of one residual VQ);
 3. closed loop, twice: every sequence is coded by the real quantizer (a random mode of the
    ladder per sequence), the predictor is trained again on the *decoded* previous frames it
    will see at run time, and the codebooks are re-fitted to the new residuals;
@@ -84,15 +83,10 @@ def residuals_of(model: FeaturePredictor, previous: np.ndarray, target: np.ndarr
 
 
 def fit_codebooks(residuals: np.ndarray, init: dict | None = None, seed: int = 0) -> dict:
-    """'small' on the steadier half of frames; 's1'..'s5' as one residual VQ on all frames."""
-    norms = (residuals**2).sum(1)
-    steady = residuals[norms <= np.median(norms)]
-    books = dict(zip(STAGES, train_rvq(residuals, [CODEBOOK_SIZES[s] for s in STAGES], seed=seed,
+    """'s1'..'s5' as the stages of one residual VQ, on all frames."""
+    return dict(zip(STAGES, train_rvq(residuals, [CODEBOOK_SIZES[s] for s in STAGES], seed=seed,
                                        init=None if init is None else [init[s] for s in STAGES]),
-                     strict=True))
-    books["small"] = train_rvq(steady, [CODEBOOK_SIZES["small"]], seed=seed + 9,
-                               init=None if init is None else [init["small"]])[0]
-    return books
+                strict=True))
 
 
 def thresholds_for(residuals: np.ndarray, books: dict, predictor) -> dict[str, float]:
