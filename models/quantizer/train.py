@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.release:
         args.release.mkdir(parents=True, exist_ok=True)
         parity = export_predictor(model, args.release / "predictor.onnx")
+        # The torch weights too: the parity test compares the ONNX graph against them.
+        torch.save({"config": model.config, "model": model.state_dict()}, args.release / "predictor.pt")
         np.savez(args.release / "codebooks.npz", **books,
                  **{f"threshold_{name}": np.float32(value) for name, value in thresholds.items()})
         (args.release / "predictor.json").write_text(json.dumps({
