@@ -64,33 +64,29 @@ fifo_is_the_daemons() {
   return 1
 }
 
+# What a daemon that no longer answers leaves behind: its FIFO (module-pipe-source makes the
+# FIFO itself and refuses one that exists) and its pid file (a killed daemon can linger as a
+# zombie, so the pid file still names a "running" daemon). Stop it if it is still there.
+clear_dead_daemon() {
+  local old_pid
+  rm -f "$DIR/mic.fifo"
+  old_pid=$(cat "$DIR/runtime/pid" 2>/dev/null || true)
+  if [ -n "$old_pid" ] && [ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" = pulseaudio ]; then
+    kill -9 "$old_pid" >/dev/null 2>&1 || true
+  fi
+  rm -f "$DIR/runtime/pid"
+}
+
 if [ $want_audio = 1 ]; then
   export PULSE_SERVER="unix:$DIR/native"
   if pactl info >/dev/null 2>&1 && ! healthy; then
     echo "ci_audio_setup: restarting a stale PulseAudio daemon on $PULSE_SERVER" >&2
     pactl exit >/dev/null 2>&1 || true
     for _ in $(seq 50); do pactl info >/dev/null 2>&1 || break; sleep 0.2; done
-    rm -f "$DIR/mic.fifo"
-    # A daemon that does not answer is stuck or dead (a killed one can linger as a zombie and
-    # keep its pid file "running"): stop it and drop its pid file.
-    old_pid=$(cat "$DIR/runtime/pid" 2>/dev/null || true)
-    if [ -n "$old_pid" ] && [ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" = pulseaudio ]; then
-      kill -9 "$old_pid" >/dev/null 2>&1 || true
-    fi
-    rm -f "$DIR/runtime/pid"
   fi
   if ! pactl info >/dev/null 2>&1; then
     mkdir -p "$DIR"
-    # module-pipe-source makes the FIFO itself and refuses one that exists (left behind by a
-    # daemon that was killed); no daemon answers, so nothing reads it.
-    rm -f "$DIR/mic.fifo"
-    # A daemon that does not answer is stuck or dead (a killed one can linger as a zombie and
-    # keep its pid file "running"): stop it and drop its pid file.
-    old_pid=$(cat "$DIR/runtime/pid" 2>/dev/null || true)
-    if [ -n "$old_pid" ] && [ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" = pulseaudio ]; then
-      kill -9 "$old_pid" >/dev/null 2>&1 || true
-    fi
-    rm -f "$DIR/runtime/pid"
+    clear_dead_daemon
     cat > "$DIR/default.pa" <<PA
 load-module module-native-protocol-unix auth-anonymous=1 socket=$DIR/native
 load-module module-null-sink sink_name=hopcodec_speaker rate=16000 channels=1 format=s16le

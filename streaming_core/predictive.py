@@ -194,32 +194,38 @@ class PredictiveQuantizer:
         state.first_frame = False
         return frame.copy()
 
+    def _code_pitch(self, period: float, voicing: float, state: PredictiveState
+                    ) -> tuple[list[tuple[int, int]], float]:
+        """The pitch fields (value, bits) of a frame and the log period the decoder will hold.
+
+        Unvoiced: no field, the pitch is held. Voiced: the nearest change code, or the escape
+        code and the nearest absolute level at a voicing onset (or a jump the changes miss by
+        more than PITCH_ESCAPE_ERROR) when that is closer.
+        """
+        previous = float(np.log(state.previous[PERIOD_INDEX]))
+        if voicing < VOICED:
+            return [], previous
+        target = float(np.log(np.clip(period, PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)))
+        delta_index = int(np.abs(self.pitch_deltas - (target - previous)).argmin())
+        delta_period = float(np.clip(previous + self.pitch_deltas[delta_index],
+                                     LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+        absolute_index = int(np.abs(self.pitch_absolute - target).argmin())
+        absolute_period = float(self.pitch_absolute[absolute_index])
+        onset = state.previous[CORR_INDEX] < VOICED
+        delta_error, absolute_error = abs(delta_period - target), abs(absolute_period - target)
+        if absolute_error < delta_error and (onset or delta_error > PITCH_ESCAPE_ERROR):
+            escape = len(self.pitch_deltas)
+            return [(escape, self.allocation.pitch_bits),
+                    (absolute_index, self.allocation.onset_pitch_bits)], absolute_period
+        return [(delta_index, self.allocation.pitch_bits)], delta_period
+
     def encode(self, features: np.ndarray, writer: BitWriter, state: PredictiveState) -> np.ndarray:
         """Write one frame; return what the decoder will reconstruct."""
         prediction = self._predict(state)
         residual = features[:NB_BANDS] - prediction
         voicing_index = int(np.abs(self.voicing - features[CORR_INDEX]).argmin())
         voicing = float(self.voicing[voicing_index])
-        previous = float(np.log(state.previous[PERIOD_INDEX]))
-        target = float(np.log(np.clip(features[PERIOD_INDEX], PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)))
-        pitch_fields: list[tuple[int, int]] = []  # (value, bits) written after the voicing
-        log_period = previous  # unvoiced: the pitch is held and costs nothing
-        if voicing >= VOICED:
-            delta_index = int(np.abs(self.pitch_deltas - (target - previous)).argmin())
-            delta_period = float(np.clip(previous + self.pitch_deltas[delta_index],
-                                         LOG_PERIOD_MIN, LOG_PERIOD_MAX))
-            absolute_index = int(np.abs(self.pitch_absolute - target).argmin())
-            absolute_period = float(self.pitch_absolute[absolute_index])
-            onset = state.previous[CORR_INDEX] < VOICED
-            delta_error, absolute_error = abs(delta_period - target), abs(absolute_period - target)
-            if absolute_error < delta_error and (onset or delta_error > PITCH_ESCAPE_ERROR):
-                escape = len(self.pitch_deltas)
-                pitch_fields = [(escape, self.allocation.pitch_bits),
-                                (absolute_index, self.allocation.onset_pitch_bits)]
-                log_period = absolute_period
-            else:
-                pitch_fields = [(delta_index, self.allocation.pitch_bits)]
-                log_period = delta_period
+        pitch_fields, log_period = self._code_pitch(features[PERIOD_INDEX], voicing, state)
         pitch_bits = sum(bits for _, bits in pitch_fields)
 
         # Rate control: the bits this frame would cost as a steady frame are spent; what is left

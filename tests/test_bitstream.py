@@ -13,6 +13,7 @@ from streaming_core.bitstream import (
     FILE_HEADER,
     FLAG_END,
     FLAG_RESET,
+    FORMAT_VERSION,
     PACKET_HEADER,
     FileHeader,
     Packet,
@@ -74,7 +75,7 @@ def replace(packet: bytes, offset: int, value: int) -> bytes:
         (lambda p: p + b"\0", "payload oversized"),
         (lambda p: p + bytes(2000), "packet oversized"),
         (lambda p: replace(p, 0, (7 << 4) | FLAG_RESET), "unknown packet format version 7"),
-        (lambda p: replace(p, 0, (2 << 4) | 0x8), "reserved flag bits"),
+        (lambda p: replace(p, 0, (FORMAT_VERSION << 4) | 0x8), "reserved flag bits"),
         (lambda p: replace(p, 1, 200), "unknown mode id 200"),
         (lambda p: replace(p, 4, 0), "frame count 0"),
         (lambda p: replace(p, 4, 51), "frame count 51"),
@@ -171,7 +172,7 @@ def test_fuzz_payload_bits_decode_to_bounded_audio(payload, mode_name):
 @given(st.binary(max_size=600))
 def test_fuzz_file_parser(data):
     with contextlib.suppress(BitstreamError):
-        read_coded_file(b"HOPC\x02\x01\x00\x00\x3e\x80" + bytes(8) + data)
+        read_coded_file(b"HOPC" + bytes([FORMAT_VERSION]) + b"\x01\x00\x00\x3e\x80" + bytes(8) + data)
     with contextlib.suppress(BitstreamError):
         read_coded_file(data)
 

@@ -12,6 +12,7 @@ import soundfile
 import soxr
 
 from hopcodec.cli import DEFAULT_SAMPLE, main
+from streaming_core.bitstream import FORMAT_VERSION
 from streaming_core.latency import latency_budget
 from streaming_core.modes import list_modes
 
@@ -83,9 +84,10 @@ def bad_inputs(tmp_path) -> dict[str, Path]:
     empty = tmp_path / "empty.wav"
     soundfile.write(str(empty), np.zeros((0, 1)), 16000)
     bad_hop = tmp_path / "bad.hop"
-    bad_hop.write_bytes(b"HOPC\x02\x01" + bytes(5))
+    bad_hop.write_bytes(b"HOPC" + bytes([FORMAT_VERSION, 1]) + bytes(5))
     forged_hop = tmp_path / "forged.hop"
-    forged_hop.write_bytes(b"HOPC\x02\x01\x00\x00\x3e\x80" + bytes(8) + b"\x00\x05\x20\x09\x00\x00\x01")
+    forged_hop.write_bytes(b"HOPC" + bytes([FORMAT_VERSION]) + b"\x01\x00\x00\x3e\x80" + bytes(8)
+                           + b"\x00\x05" + bytes([FORMAT_VERSION << 4]) + b"\x09\x00\x00\x01")
     return {"not_audio": not_audio, "empty": empty, "bad_hop": bad_hop, "forged_hop": forged_hop,
             "missing": tmp_path / "missing.wav", "folder": tmp_path}
 

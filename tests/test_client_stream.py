@@ -17,6 +17,7 @@ from client.errors import ServerError, ServerUnreachable, StreamClosed
 from client.local_server import LocalServer
 from client.stream import DecodeStream, EncodeStream, LoopbackStream
 from hopcodec.cli import DEFAULT_SAMPLE, main
+from streaming_core.bitstream import FORMAT_VERSION
 from streaming_core.codec import encode_audio
 from streaming_core.constants import HOP
 from streaming_core.decoder import StreamDecoder
@@ -108,7 +109,7 @@ def test_bad_query_names_the_parameter(server):
 def test_malformed_packet_is_a_server_error_and_the_stream_goes_on(server):
     async def run() -> None:
         async with DecodeStream(server.url) as stream:
-            await stream.send_packet(b"\x20\x01\x00")
+            await stream.send_packet(bytes([FORMAT_VERSION << 4, 1, 0]))
             with pytest.raises(ServerError, match="bad_packet: packet truncated"):
                 await stream.receive_pcm(5)
             audio = await stream.decode(encode_audio(np.zeros(HOP))[0])

@@ -21,7 +21,7 @@ from server.config import Settings
 from server.pcm import FULL_SCALE, float_to_pcm
 from server.testing import ServerProcess
 from streaming_core.audio_io import load_for_codec
-from streaming_core.bitstream import FileHeader, write_coded_file
+from streaming_core.bitstream import FORMAT_VERSION, FileHeader, write_coded_file
 from streaming_core.codec import encode_audio
 from streaming_core.constants import SAMPLE_RATE
 from streaming_core.decoder import StreamDecoder
@@ -255,7 +255,7 @@ def test_http_encode_and_decode_equal_the_cli(server: ServerProcess) -> None:
     ("/v1/encode", b"this is not audio", 415, "not a readable audio file"),
     ("/v1/encode?mode=nonsense", b"RIFF", 422, "unknown mode"),
     ("/v1/encode", b"", 422, "empty body"),
-    ("/v1/decode", b"HOPC\x02\x01", 422, "not a valid .hop file"),
+    ("/v1/decode", b"HOPC" + bytes([FORMAT_VERSION, 1]), 422, "not a valid .hop file"),
     ("/v1/decode", b"HOPC\x09" + bytes(13), 422, "unknown file format version"),
     ("/v1/decode?rate=5", b"HOPC", 422, "rate"),
 ])

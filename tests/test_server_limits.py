@@ -21,7 +21,13 @@ from hopcodec.cli import DEFAULT_SAMPLE
 from server.config import Settings
 from server.testing import ServerProcess
 from streaming_core.audio_io import load_for_codec
-from streaming_core.bitstream import PACKET_HEADER, FileHeader, parse_packet, write_coded_file
+from streaming_core.bitstream import (
+    FORMAT_VERSION,
+    PACKET_HEADER,
+    FileHeader,
+    parse_packet,
+    write_coded_file,
+)
 from streaming_core.codec import encode_audio
 from streaming_core.decoder import StreamDecoder
 from streaming_core.modes import get_mode
@@ -101,14 +107,15 @@ def test_malformed_packets_get_errors_and_the_stream_goes_on(server: ServerProce
     bad = [
         (b"", "packet truncated"),
         (good[0][:3], "packet truncated"),
-        (forge(good[1], first=0x30), "unknown packet format version 3"),
-        (forge(good[1], first=0x2C), "reserved flag bits"),
+        (forge(good[1], first=(FORMAT_VERSION + 1) << 4),
+         f"unknown packet format version {FORMAT_VERSION + 1}"),
+        (forge(good[1], first=(FORMAT_VERSION << 4) | 0xC), "reserved flag bits"),
         (forge(good[1], mode_id=99), "unknown mode id 99"),
         (forge(good[1], frames=0), "frame count 0 out of range"),
         (forge(good[1], frames=51), "frame count 51 out of range"),
         (good[1][:-1], "payload truncated"),
         (good[1] + b"\x00", "payload oversized"),
-        (bytes([0x20]) + bytes(1100), "packet oversized"),
+        (bytes([FORMAT_VERSION << 4]) + bytes(1100), "packet oversized"),
         (os.urandom(64), ""),
     ]
 
@@ -467,5 +474,5 @@ def test_hostile_clients_do_not_disturb_a_good_one(server: ServerProcess, packet
 
 def test_every_packet_header_field_the_tests_forge_is_parsed(packets: list[bytes]) -> None:
     """The forging helper writes the fields the parser reads (guards the tests above)."""
-    forged = parse_packet(forge(packets[3], sequence=1234, first=0x21))
+    forged = parse_packet(forge(packets[3], sequence=1234, first=(FORMAT_VERSION << 4) | 1))
     assert forged.sequence == 1234 and forged.reset
