@@ -46,7 +46,8 @@ class FeatureRecorder:
         """Per-stream list of decoded frames."""
         return []
 
-    def synthesize(self, features: np.ndarray, state: list) -> np.ndarray:
+    def synthesize(self, features: np.ndarray, state: list, bitrate_bps: float | None = None
+                   ) -> np.ndarray:
         """Record the frames; return silence of their length."""
         state.extend(np.asarray(features, dtype=np.float32))
         return np.zeros(len(features) * HOP, dtype=np.float32)

@@ -95,7 +95,7 @@ class StreamDecoder:
         else:
             state.current_mode = packet.mode
             state.frames_decoded += packet.frame_count
-            audio = self.synthesizer.synthesize(features, state.synth)
+            audio = self.synthesizer.synthesize(features, state.synth, packet.mode.bitrate_bps)
         return np.concatenate((concealed, audio)) if len(concealed) else audio
 
     def conceal(self, frames: int) -> np.ndarray:
@@ -109,7 +109,7 @@ class StreamDecoder:
         state.frames_concealed += frames
         if state.next_frame is not None:
             state.next_frame = (state.next_frame + frames) % SEQUENCE_MODULO
-        return self.synthesizer.synthesize(guesses, state.synth)
+        return self.synthesizer.synthesize(guesses, state.synth, state.current_mode.bitrate_bps)
 
     def _dequantize(self, packet: Packet) -> np.ndarray | None:
         """Features of every frame in the packet; the state changes only if all of them parse.

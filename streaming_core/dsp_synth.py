@@ -68,8 +68,9 @@ class DspSynthesizer:
         """A fresh per-stream state."""
         return DspSynthState()
 
-    def synthesize(self, features: np.ndarray, state: DspSynthState) -> np.ndarray:
-        """Audio (n * HOP,) float32 for feature frames (n, NB_FEATURES)."""
+    def synthesize(self, features: np.ndarray, state: DspSynthState,
+                   bitrate_bps: float | None = None) -> np.ndarray:
+        """Audio (n * HOP,) float32 for feature frames (n, NB_FEATURES); the bitrate is unused."""
         features = np.asarray(features, dtype=np.float64).reshape(-1, NB_FEATURES)
         return np.concatenate(
             [self._frame(frame, state) for frame in features] or [np.zeros(0)]

@@ -1,8 +1,12 @@
-"""The neural decoder at run time: the per-hop HopVocoder ONNX graph, then the LPC filter.
+"""The neural decoder at run time: the HopVocoder ONNX graph, then the LPC filter.
 
-One `onnxruntime.InferenceSession` (one thread) is shared by every stream; a stream is a
-`NeuralSynthState`: the GRU state and harmonic phase the graph takes and returns, the noise
-generator that feeds it, and the LPC synthesis/de-emphasis memories. No torch at run time.
+The graph (`models.vocoder.model.HopDecoderGraph`) takes T hops of decoded features: a causal
+GRU (the feature enhancer) estimates the clean cepstrum, and the vocoder's GRU shapes the
+excitation; the LPC synthesis and de-emphasis filters follow here. A live stream calls it once
+per 10 ms hop; a packet of several frames goes through in one call, which is the same
+computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by
+every stream; a stream is a `NeuralSynthState`: the states the graph takes and returns, the
+noise generator that feeds it, and the filter memories. No torch at run time.
 """
 
 import json
@@ -12,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
+from streaming_core.constants import HOP, NB_FEATURES
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.errors import HopcodecError
 from streaming_core.lpc import lpc_from_cepstrum
 from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
 NOISE_SEED = 0x4E53
+UNQUANTIZED_KBPS = 64.0
+"""The graph's bitrate input for features that were not quantized (20 float32 per 10 ms)."""
 
 
 @dataclass
@@ -27,8 +33,10 @@ class NeuralSynthState:
 
     gru_state: np.ndarray
     """(1, hidden) float32: the GRU's hidden state after the last hop."""
-    phase: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float32))
-    """(1, 1) float32: phase of the harmonic source's fundamental, radians."""
+    enhancer_state: np.ndarray
+    """(1, enhancer hidden) float32: the feature enhancer's GRU state after the last hop."""
+    phase: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float64))
+    """(1, 1) float64: phase of the harmonic source's fundamental, radians."""
     filters: SynthesisFilterState = field(default_factory=SynthesisFilterState)
     """LPC synthesis and de-emphasis memories."""
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(NOISE_SEED))
@@ -51,27 +59,47 @@ class NeuralSynthesizer:
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"])
-        self.hidden = int(self.metadata["inputs"]["gru_state"][1])
+        inputs = self.metadata["inputs"]
+        if "enhancer_state" not in inputs or "bitrate" not in inputs:
+            raise HopcodecError(f"{model_path} is a decoder graph of an older layout "
+                                f"(inputs {', '.join(inputs)}); re-export it")
+        self.hidden = int(inputs["gru_state"][1])
+        self.enhancer_hidden = int(inputs["enhancer_state"][1])
 
     def new_state(self) -> NeuralSynthState:
         """A fresh per-stream state."""
-        return NeuralSynthState(gru_state=np.zeros((1, self.hidden), np.float32))
+        return NeuralSynthState(gru_state=np.zeros((1, self.hidden), np.float32),
+                                enhancer_state=np.zeros((1, self.enhancer_hidden), np.float32))
 
-    def excitation(self, features: np.ndarray, state: NeuralSynthState) -> np.ndarray:
-        """Unit-level excitation (HOP,) of one frame; advances the graph's states."""
-        noise = state.rng.standard_normal((1, HOP)).astype(np.float32)
-        excitation, state.gru_state, state.phase = self.session.run(None, {
-            "features": features.reshape(1, NB_FEATURES).astype(np.float32),
-            "noise": noise, "gru_state": state.gru_state, "phase": state.phase})
-        return excitation[0].astype(np.float64)
+    def run_graph(self, features: np.ndarray, state: NeuralSynthState,
+                  bitrate_bps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(excitation (n, HOP), cepstrum (n, NB_BANDS)) of n frames decoded at `bitrate_bps`
+        (None: unquantized features); advances the graph's states.
 
-    def synthesize(self, features: np.ndarray, state: NeuralSynthState) -> np.ndarray:
-        """Audio (n * HOP,) float32 for features (n, NB_FEATURES)."""
+        The excitation has unit level: the LPC residual power scales it.
+        """
+        noise = state.rng.standard_normal((1, len(features), HOP)).astype(np.float32)
+        kbps = UNQUANTIZED_KBPS if bitrate_bps is None else bitrate_bps / 1000
+        excitation, cepstrum, state.gru_state, state.phase, state.enhancer_state = \
+            self.session.run(None, {
+                "features": features.reshape(1, -1, NB_FEATURES).astype(np.float32),
+                "bitrate": np.full((1, len(features), 1), kbps, np.float32),
+                "noise": noise, "gru_state": state.gru_state, "phase": state.phase,
+                "enhancer_state": state.enhancer_state})
+        return excitation[0].astype(np.float64), cepstrum[0].astype(np.float64)
+
+    def synthesize(self, features: np.ndarray, state: NeuralSynthState,
+                   bitrate_bps: float | None = None) -> np.ndarray:
+        """Audio (n * HOP,) float32 for features (n, NB_FEATURES) decoded at `bitrate_bps`
+        (the packet's mode; None: unquantized features)."""
         features = np.asarray(features, dtype=np.float64).reshape(-1, NB_FEATURES)
         out = np.empty(len(features) * HOP, dtype=np.float32)
-        for i, frame in enumerate(features):
-            a, residual_power = lpc_from_cepstrum(frame[:NB_BANDS])
-            excitation = self.excitation(frame, state) * np.sqrt(max(residual_power, 0.0))
-            speech = synthesis_filter(excitation, a, state.filters)
+        if not len(features):
+            return out
+        excitation, cepstrum = self.run_graph(features, state, bitrate_bps)
+        for i in range(len(features)):
+            a, residual_power = lpc_from_cepstrum(cepstrum[i])
+            speech = synthesis_filter(excitation[i] * np.sqrt(max(residual_power, 0.0)), a,
+                                      state.filters)
             out[i * HOP : (i + 1) * HOP] = np.clip(speech, -1.0, 1.0)
         return out

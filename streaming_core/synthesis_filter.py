@@ -7,7 +7,6 @@ through the all-pole filter of that frame's predictor and then through 1 / (1 - 
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import hankel
 from scipy.signal import lfilter
 
 from streaming_core.constants import LPC_ORDER, PREEMPHASIS
@@ -30,7 +29,9 @@ def synthesis_filter(excitation: np.ndarray, a: np.ndarray, state: SynthesisFilt
     frame to frame without a jump: the direct-form-II-transposed state for the new predictor
     is rebuilt from those outputs.
     """
-    memory = -hankel(a[1:]) @ state.synthesis_memory
+    # zi[m] = -sum_j a[m + 1 + j] * y[-1 - j]: the transposed direct form's state for these
+    # past outputs (a Hankel matrix product, written as a correlation).
+    memory = -np.correlate(a[1:], state.synthesis_memory, "full")[LPC_ORDER - 1 :]
     emphasized, _ = lfilter([1.0], a, excitation, zi=memory)
     state.synthesis_memory = emphasized[: -LPC_ORDER - 1 : -1].copy()
     speech, _ = lfilter([1.0], [1.0, -PREEMPHASIS], emphasized,

@@ -25,8 +25,10 @@ class Synthesizer(Protocol):
     def new_state(self) -> Any:
         """A fresh per-stream state."""
 
-    def synthesize(self, features: np.ndarray, state: Any) -> np.ndarray:
-        """Audio (n * HOP,) float32 for features (n, NB_FEATURES)."""
+    def synthesize(self, features: np.ndarray, state: Any, bitrate_bps: float | None = None
+                   ) -> np.ndarray:
+        """Audio (n * HOP,) float32 for features (n, NB_FEATURES) decoded at `bitrate_bps`
+        (the packet's mode; None: features that were not quantized)."""
 
 
 def available_synthesizers() -> list[str]:

@@ -66,6 +66,19 @@ def test_bench_writes_every_output(bench_run) -> None:  # noqa: ANN001
     assert "PESQ-WB" in report and "`opus-12k`" in report
 
 
+def test_decoder_speed_is_measured_per_hop_and_per_file(bench_run) -> None:  # noqa: ANN001
+    rows = bench_run.meta["decoder_speed"]
+    from streaming_core.synthesizers import available_synthesizers
+
+    assert len(rows) == 2 * len(available_synthesizers())
+    assert {r["packet_frames"] for r in rows} == {1, 20}
+    for r in rows:
+        assert 0 < r["rtf"] < 1, r
+    neural = [r for r in rows if r["parameters"]]
+    assert all(r["flops_per_hop"] > 1e5 for r in neural)
+    assert "## Decoder speed" in (bench_run.out_dir / "report.md").read_text()
+
+
 def test_reference_scores_best_on_every_metric(bench_run) -> None:  # noqa: ANN001
     for m in bench_run.metrics:
         better_high = metrics.METRICS[m].higher_is_better

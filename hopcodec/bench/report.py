@@ -164,6 +164,14 @@ def _markdown(result: BenchResult, summary: list[dict[str, Any]], example: str) 
         n = rows[0]["clips"]
         lines += [f"## {title} ({n} clip{'s' if n != 1 else ''}, {rows[0]['audio_s']} s)", ""]
         lines += _table(rows, result.metrics) + [""]
+    if meta.get("decoder_speed"):
+        from hopcodec.bench.speed import speed_table
+
+        lines += ["## Decoder speed (one stream, one thread, nothing else running)", "",
+                  f"`{example}` coded in the default mode, decoded with packets of 1 frame (a "
+                  "live stream: one decoder call per 10 ms hop) and of 20 frames (a coded file); "
+                  "best of 3 runs.", ""]
+        lines += speed_table(meta["decoder_speed"]) + [""]
     lines += [
         "## Plots",
         "",

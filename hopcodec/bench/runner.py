@@ -300,6 +300,12 @@ def run_bench(
                            infos[n].delay_samples, coded[(example.clip_id, n)]["n_samples"])
             for n in names
         }
+        if any(n.startswith("hopcodec-") for n in names):
+            from hopcodec.bench.speed import decoder_speed
+            from streaming_core.modes import default_mode_name
+
+            with _single_thread_env():
+                meta["decoder_speed"] = decoder_speed(load_16k(example.path), default_mode_name())
         meta["wall_s"] = round(time.time() - started, 1)
         write_report(result, example.clip_id, load_16k(example.path), example_audio)
         return result

@@ -1,9 +1,11 @@
-"""Export a trained HopVocoder checkpoint to the per-hop ONNX graph and its metadata.
+"""Export a trained HopVocoder (and FeatureEnhancer) to the ONNX decoder graph and its metadata.
 
-    python -m models.vocoder.export runs/vocoder/checkpoint.pt models/released/hopvocoder.onnx
+    python -m models.vocoder.export runs/vocoder/checkpoint.pt models/released/hopvocoder.onnx \
+        --enhancer runs/enhancer/checkpoint.pt --version 4
 
-The graph (see `HopVocoderStep`) takes one hop's features, the hop's noise and every state
-tensor, and returns the excitation and the new states; `streaming_core.neural_synth` runs it.
+The graph (see `HopDecoderGraph`) takes T hops of features, their noise and every state tensor,
+and returns the excitation, the cepstrum for the LPC filter and the new states; T = 1 for a live
+stream. `streaming_core.neural_synth` runs it.
 """
 
 import argparse
@@ -14,86 +16,145 @@ import numpy as np
 import onnxruntime
 import torch
 
-from models.vocoder.model import HopVocoder, HopVocoderStep
-from streaming_core.constants import HOP, NB_FEATURES
+from models.vocoder.enhancer import FeatureEnhancer
+from models.vocoder.model import HopDecoderGraph, HopVocoder
+from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
 
-INPUT_NAMES = ["features", "noise", "gru_state", "phase"]
-OUTPUT_NAMES = ["excitation", "gru_state_out", "phase_out"]
+INPUT_NAMES = ["features", "bitrate", "noise", "gru_state", "phase", "enhancer_state"]
+OUTPUT_NAMES = ["excitation", "cepstrum", "gru_state_out", "phase_out", "enhancer_state_out"]
 
 
 def load_checkpoint(path: Path) -> HopVocoder:
-    """The model saved in a training checkpoint (constructor arguments travel with it)."""
+    """The vocoder saved in a training checkpoint (constructor arguments travel with it)."""
     saved = torch.load(path, weights_only=False, map_location="cpu")
     model = HopVocoder(**saved["config"])
     model.load_state_dict(saved["model"])
     return model.eval()
 
 
-def example_inputs(model: HopVocoder, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def load_enhancer(path: Path) -> FeatureEnhancer:
+    """The enhancer saved in a `train_enhancer` checkpoint."""
+    saved = torch.load(path, weights_only=False, map_location="cpu")
+    model = FeatureEnhancer(**saved["config"])
+    model.load_state_dict(saved["model"])
+    return model.eval()
+
+
+def example_inputs(graph: HopDecoderGraph, batch: int = 1, hops: int = 2,
+                   seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Plausible inputs for tracing and parity checks."""
     g = torch.Generator().manual_seed(seed)
-    features = torch.randn(batch, NB_FEATURES, generator=g)
-    features[:, 0] = -6.0 + features[:, 0]
-    features[:, NB_FEATURES - 2] = 60.0 + 100.0 * torch.rand(batch, generator=g)
-    features[:, NB_FEATURES - 1] = torch.rand(batch, generator=g)
-    noise = torch.randn(batch, HOP, generator=g)
-    state = 0.1 * torch.randn(batch, model.hidden, generator=g)
-    return features, noise, state, torch.rand(batch, 1, generator=g) * 6.0
+    features = torch.randn(batch, hops, NB_FEATURES, generator=g)
+    features[..., 0] = -6.0 + features[..., 0]
+    features[..., NB_FEATURES - 2] = 60.0 + 100.0 * torch.rand(batch, hops, generator=g)
+    features[..., NB_FEATURES - 1] = torch.rand(batch, hops, generator=g)
+    bitrate = 0.8 + 4.0 * torch.rand(batch, hops, 1, generator=g)
+    noise = torch.randn(batch, hops, HOP, generator=g)
+    state = 0.1 * torch.randn(batch, graph.vocoder.hidden, generator=g)
+    enhancer_state = 0.1 * torch.randn(batch, graph.enhancer.hidden, generator=g)
+    phase = torch.rand(batch, 1, generator=g, dtype=torch.float64) * 6.0
+    return features, bitrate, noise, state, phase, enhancer_state
 
 
-def export(model: HopVocoder, path: Path, version: str, notes: dict | None = None) -> dict:
+def flops_per_hop(graph: HopDecoderGraph) -> int:
+    """Floating-point operations of one hop of the graph (a multiply-add counts 2), counted
+    from the layer sizes: the matrix products, the harmonic cosines and the noise DFTs."""
+    vocoder = graph.vocoder
+    conditioning, hidden = vocoder.config["conditioning"], vocoder.hidden
+    harmonics, bins = vocoder.harmonics, HOP // 2 + 1
+    flops = 2 * (NB_FEATURES * conditioning + conditioning * conditioning)  # conditioning MLP
+    flops += 2 * 3 * hidden * (conditioning + hidden)  # GRU
+    flops += 2 * (hidden + conditioning) * 2 * NB_BANDS  # band gains
+    flops += 2 * harmonics * NB_BANDS  # harmonic amplitudes
+    flops += harmonics * HOP * 3  # cosine (counted once) and multiply-add of each harmonic
+    flops += 2 * 2 * HOP * bins * 2 + 2 * NB_BANDS * bins  # noise: DFT, shaping, inverse DFT
+    width = graph.enhancer.hidden
+    flops += 2 * 3 * width * (NB_FEATURES + 1 + width) + 2 * (width + NB_FEATURES + 1) * NB_BANDS
+    return flops
+
+
+def export(graph: HopDecoderGraph, path: Path, version: str, notes: dict | None = None) -> dict:
     """Write the ONNX graph and `<path>.json` metadata; returns the metadata."""
-    step = HopVocoderStep(model).eval()
-    inputs = example_inputs(model)
+    graph = graph.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
+    per_stream = {0: "streams"}
+    per_hop = {0: "streams", 1: "hops"}
     torch.onnx.export(
-        step, inputs, str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-        dynamic_axes={name: {0: "streams"} for name in INPUT_NAMES + OUTPUT_NAMES},
+        graph, example_inputs(graph), str(path), input_names=INPUT_NAMES,
+        output_names=OUTPUT_NAMES,
+        dynamic_axes={"features": per_hop, "bitrate": per_hop, "noise": per_hop, "excitation": per_hop,
+                      "cepstrum": per_hop, **{name: per_stream for name in (
+                          "gru_state", "phase", "enhancer_state", "gru_state_out", "phase_out",
+                          "enhancer_state_out")}},
         opset_version=17, dynamo=False,
     )
+    vocoder = graph.vocoder
+    parameters = sum(p.numel() for p in graph.parameters())
     metadata = {
         "name": "hopvocoder",
         "version": version,
-        "parameters": model.parameter_count(),
-        "config": model.config,
-        "inputs": {"features": [None, NB_FEATURES], "noise": [None, HOP],
-                   "gru_state": [None, model.hidden], "phase": [None, 1]},
-        "outputs": {"excitation": [None, HOP], "gru_state_out": [None, model.hidden],
-                    "phase_out": [None, 1]},
-        "parity_max_abs_error": parity_error(step, path),
+        "parameters": parameters,
+        "flops_per_hop": flops_per_hop(graph),
+        "config": vocoder.config,
+        "enhancer": {"hidden": graph.enhancer.hidden},
+        "inputs": {"features": [None, None, NB_FEATURES], "bitrate": [None, None, 1],
+                   "noise": [None, None, HOP],
+                   "gru_state": [None, vocoder.hidden], "phase": [None, 1],
+                   "enhancer_state": [None, graph.enhancer.hidden]},
+        "outputs": {"excitation": [None, None, HOP], "cepstrum": [None, None, NB_BANDS],
+                    "gru_state_out": [None, vocoder.hidden], "phase_out": [None, 1],
+                    "enhancer_state_out": [None, graph.enhancer.hidden]},
+        "dtypes": "float32, but phase and phase_out are float64",
+        "parity_max_abs_error": parity_error(graph, path),
         **(notes or {}),
     }
     path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 
-def parity_error(step: HopVocoderStep, path: Path, hops: int = 20) -> float:
-    """Largest |torch - onnxruntime| over a few chained hops of random inputs."""
+def parity_error(graph: HopDecoderGraph, path: Path, hops: int = 20) -> float:
+    """Largest |torch - onnxruntime| over chained calls of random inputs (1 and 3 hops each)."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    features, noise, state, phase = example_inputs(step.model, batch=3, seed=1)
-    onnx_state, onnx_phase = state.numpy(), phase.numpy()
     worst = 0.0
-    with torch.no_grad():
-        for hop in range(hops):
-            features_hop = features + 0.1 * hop
-            expected = step(features_hop, noise, state, phase)
-            got = session.run(None, {"features": features_hop.numpy(), "noise": noise.numpy(),
-                                     "gru_state": onnx_state, "phase": onnx_phase})
-            errors = [float(np.max(np.abs(e.numpy() - g))) for e, g in zip(expected, got, strict=True)]
-            worst = max(worst, *errors)
-            _, state, phase = expected
-            _, onnx_state, onnx_phase = got
+    for length in (1, 3):
+        inputs = list(example_inputs(graph, batch=3, hops=length, seed=1))
+        onnx_states = [t.numpy() for t in inputs[3:]]
+        with torch.no_grad():
+            for hop in range(hops):
+                features = inputs[0] + 0.1 * hop
+                expected = graph(features, *inputs[1:])
+                got = session.run(None, dict(zip(INPUT_NAMES, [
+                    features.numpy(), inputs[1].numpy(), inputs[2].numpy(), *onnx_states],
+                    strict=True)))
+                errors = [float(np.max(np.abs(e.numpy() - g)))
+                          for e, g in zip(expected, got, strict=True)]
+                worst = max(worst, *errors)
+                inputs[3:] = expected[2:]
+                onnx_states = got[2:]
     return worst
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, help="HopVocoder training checkpoint")
     parser.add_argument("output", type=Path)
+    parser.add_argument("--enhancer", type=Path,
+                        help="FeatureEnhancer training checkpoint (default: none, an identity)")
     parser.add_argument("--version", default="1")
+    parser.add_argument("--torch-copies", action="store_true",
+                        help="also write hopvocoder.pt (and enhancer.pt) beside the graph: the "
+                        "weights alone, for the parity tests")
     args = parser.parse_args(argv)
-    metadata = export(load_checkpoint(args.checkpoint), args.output, args.version)
+    enhancer = load_enhancer(args.enhancer) if args.enhancer else FeatureEnhancer().eval()
+    graph = HopDecoderGraph(load_checkpoint(args.checkpoint), enhancer)
+    metadata = export(graph, args.output, args.version)
+    if args.torch_copies:
+        folder = args.output.parent
+        torch.save({"config": graph.vocoder.config, "model": graph.vocoder.state_dict()},
+                   folder / "hopvocoder.pt")
+        torch.save({"config": {"hidden": enhancer.hidden}, "model": enhancer.state_dict()},
+                   folder / "enhancer.pt")
     print(json.dumps(metadata, indent=2))
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.layers import FeatureNormalizer, cell_sharing_weights
+from models.layers import FeatureNormalizer
+from models.vocoder.enhancer import FeatureEnhancer
 from streaming_core.constants import (
     HOP,
     NB_BANDS,
@@ -91,13 +92,17 @@ class HopVocoder(nn.Module):
 
     def excitation(self, features: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor,
                    outputs: torch.Tensor, start_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Excitation (B, T, HOP) from GRU outputs; returns it and the phase after the last frame."""
+        """Excitation (B, T, HOP) from GRU outputs; returns it and the phase (B, 1, float64)
+        after the last frame."""
         f0 = SAMPLE_RATE / features[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)
         step = 2 * np.pi * f0 / SAMPLE_RATE
-        frame_advance = torch.remainder(step * HOP, 2 * np.pi)
+        # The phase is accumulated in float64: over many hops in one call a float32 sum would
+        # drift from the hop-by-hop result (which wraps it every hop).
+        frame_advance = torch.remainder(step.double() * HOP, 2 * np.pi)
         advance = torch.cumsum(frame_advance, dim=1)
-        phase_before = torch.remainder(start_phase + advance - frame_advance, 2 * np.pi)
-        phase_after = torch.remainder(start_phase + advance[:, -1:], 2 * np.pi)
+        start = start_phase.double()
+        phase_before = torch.remainder(start + advance - frame_advance, 2 * np.pi).float()
+        phase_after = torch.remainder(start + advance[:, -1:], 2 * np.pi)
         phase = phase_before[..., None] + step[..., None] * self.sample_steps  # (B, T, HOP)
         log_gains = self.gains(torch.cat((hidden, outputs), dim=-1))
         amplitude = self._harmonic_amplitudes(f0, log_gains[..., :NB_BANDS])  # (B, T, K)
@@ -115,36 +120,38 @@ class HopVocoder(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sequence mode for training: features (B, T, 20), noise (B, T, HOP).
 
-        Returns excitation (B, T, HOP), GRU state (B, hidden), phase (B, 1).
+        Returns excitation (B, T, HOP), GRU state (B, hidden), phase (B, 1, float64).
         """
         batch = features.shape[0]
         if state is None:
             state = features.new_zeros(batch, self.hidden)
         if phase is None:
-            phase = features.new_zeros(batch, 1)
+            phase = features.new_zeros(batch, 1, dtype=torch.float64)
         conditioning = self.conditioning(self.normalize(features))
         hidden, last = self.gru(conditioning, state[None])
         excitation, phase = self.excitation(features, noise, hidden, conditioning, phase)
         return excitation, last[0], phase
 
 
-class HopVocoderStep(nn.Module):
-    """One hop of a trained HopVocoder, the graph exported to ONNX.
+class HopDecoderGraph(nn.Module):
+    """The neural decoder as exported to ONNX: FeatureEnhancer, then HopVocoder, over T hops.
 
-    Inputs: features (B, 20), noise (B, 160), gru_state (B, hidden), phase (B, 1).
-    Outputs: excitation (B, 160), gru_state (B, hidden), phase (B, 1).
+    Live streams run it one hop at a time (T = 1); a packet of several frames runs in one call.
+    Inputs: features (B, T, 20), bitrate (B, T, 1: kbit/s of the mode each frame was decoded
+    with, 64 for unquantized features), noise (B, T, 160), gru_state (B, hidden), phase (B, 1,
+    float64), enhancer_state (B, enhancer hidden).
+    Outputs: excitation (B, T, 160), cepstrum (B, T, 18) for the LPC filter, and the three
+    states after the last hop. (An untrained FeatureEnhancer is the identity: that is how a
+    vocoder is exported without one.)
     """
 
-    def __init__(self, model: HopVocoder) -> None:
+    def __init__(self, vocoder: HopVocoder, enhancer: FeatureEnhancer) -> None:
         super().__init__()
-        self.model = model
-        self.cell = cell_sharing_weights(model.gru)
+        self.vocoder, self.enhancer = vocoder, enhancer
 
-    def forward(self, features: torch.Tensor, noise: torch.Tensor, gru_state: torch.Tensor,
-                phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        model = self.model
-        conditioning = model.conditioning(model.normalize(features))
-        new_state = self.cell(conditioning, gru_state)
-        excitation, new_phase = model.excitation(
-            features[:, None], noise[:, None], new_state[:, None], conditioning[:, None], phase)
-        return excitation[:, 0], new_state, new_phase
+    def forward(self, features: torch.Tensor, bitrate: torch.Tensor, noise: torch.Tensor,
+                gru_state: torch.Tensor, phase: torch.Tensor, enhancer_state: torch.Tensor
+                ) -> tuple[torch.Tensor, ...]:
+        features, enhancer_state = self.enhancer(features, bitrate, enhancer_state)
+        excitation, gru_state, phase = self.vocoder(features, noise, gru_state, phase)
+        return excitation, features[..., :NB_BANDS], gru_state, phase, enhancer_state

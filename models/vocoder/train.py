@@ -7,7 +7,9 @@ synthesizes speech through the LPC filter and compares it with the recording by 
 multi-resolution STFT loss. Frame n's output stands for samples [160 n - 80, 160 n + 80) of the
 window, so the first frame is dropped and the target starts 80 samples in.
 With `--quantize MODE` the features are first passed through that bitrate mode's quantizer, to
-fine-tune on what the decoder will really receive.
+fine-tune on what the decoder will really receive; with `--enhancer CKPT` they then go through
+the frozen FeatureEnhancer, as in the exported decoder graph. `--adversarial WEIGHT` adds a
+multi-resolution spectrogram discriminator (`discriminator.py`) to the STFT loss.
 """
 
 import argparse
@@ -20,7 +22,14 @@ import torch
 from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
+from models.plots import save_training_curve
+from models.vocoder.discriminator import (
+    MultiResolutionDiscriminator,
+    discriminator_loss,
+    generator_losses,
+)
 from models.vocoder.dsp import LpcFromCepstrum, filter_frames, synthesis_response
+from models.vocoder.enhancer import UNQUANTIZED_KBPS, FeatureEnhancer
 from models.vocoder.losses import multi_resolution_stft_loss
 from models.vocoder.model import HopVocoder
 from streaming_core.constants import HOP, NB_BANDS
@@ -28,69 +37,122 @@ from streaming_core.dsp_synth import DECODER_DELAY
 
 
 def synthesize(model: HopVocoder, lpc: LpcFromCepstrum, features: torch.Tensor,
-               noise: torch.Tensor) -> torch.Tensor:
-    """Speech (B, T * HOP) for a batch of feature windows."""
+               noise: torch.Tensor, enhancer: FeatureEnhancer | None = None,
+               kbps: np.ndarray | None = None) -> torch.Tensor:
+    """Speech (B, T * HOP) for a batch of feature windows (through the frozen enhancer first,
+    when there is one, as in the exported decoder graph; `kbps`: each window's bitrate)."""
+    if enhancer is not None:
+        bitrate = torch.full((*features.shape[:-1], 1), UNQUANTIZED_KBPS)
+        if kbps is not None:
+            bitrate = torch.from_numpy(kbps)[:, None, None].expand_as(bitrate)
+        with torch.no_grad():
+            features, _ = enhancer(features, bitrate)
     excitation, _, _ = model(features, noise)
     a, residual = lpc(features[..., :NB_BANDS])
     excitation = excitation * residual.clamp(min=0).sqrt()[..., None]
     return filter_frames(excitation, synthesis_response(a))
 
 
-def batch_loss(model: HopVocoder, lpc: LpcFromCepstrum, features: np.ndarray, signal: np.ndarray,
-               generator: torch.Generator) -> torch.Tensor:
-    """Loss of one batch; the first frame only warms up the state."""
+def batch_speech(model: HopVocoder, lpc: LpcFromCepstrum, features: np.ndarray, signal: np.ndarray,
+                 generator: torch.Generator, enhancer: FeatureEnhancer | None = None,
+                 kbps: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(decoded speech, recorded speech) of one batch; the first frame only warms up the state."""
     features_t = torch.from_numpy(features)
     noise = torch.randn(features.shape[0], features.shape[1], HOP, generator=generator)
-    speech = synthesize(model, lpc, features_t, noise)[:, HOP:]
+    speech = synthesize(model, lpc, features_t, noise, enhancer, kbps)[:, HOP:]
     target = torch.from_numpy(signal[:, HOP - DECODER_DELAY : HOP - DECODER_DELAY + speech.shape[1]])
-    return multi_resolution_stft_loss(speech, target)
+    return speech, target
 
 
-def quantize_features(features: np.ndarray, mode_names: str, seed: int = 0) -> np.ndarray:
-    """Features as the decoder receives them after coding; `mode_names` is a comma-separated
-    list, one drawn at random per sequence."""
+def batch_loss(model: HopVocoder, lpc: LpcFromCepstrum, features: np.ndarray, signal: np.ndarray,
+               generator: torch.Generator, enhancer: FeatureEnhancer | None = None,
+               kbps: np.ndarray | None = None) -> torch.Tensor:
+    """Multi-resolution STFT loss of one batch."""
+    return multi_resolution_stft_loss(*batch_speech(model, lpc, features, signal, generator,
+                                                    enhancer, kbps))
+
+
+def quantize_features(features: np.ndarray, mode_names: str, seed: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Features as the decoder receives them after coding, and each sequence's bitrate in kbit/s.
+
+    `mode_names` is a comma-separated list, one drawn at random per sequence; the name
+    `unquantized` passes a sequence through as it is (bitrate `UNQUANTIZED_KBPS`)."""
     from streaming_core.bitpack import BitWriter
     from streaming_core.modes import get_mode
 
     rng = np.random.default_rng(seed)
-    quantizers = [get_mode(name).quantizer for name in mode_names.split(",")]
+    names = mode_names.split(",")
     out = np.empty_like(features)
+    kbps = np.empty(features.shape[0], dtype=np.float32)
     for b in range(features.shape[0]):
-        quantizer = quantizers[rng.integers(len(quantizers))]
-        state = quantizer.new_state()
+        name = names[rng.integers(len(names))]
+        if name == "unquantized":
+            out[b], kbps[b] = features[b], UNQUANTIZED_KBPS
+            continue
+        mode = get_mode(name)
+        quantizer, state = mode.quantizer, mode.quantizer.new_state()
+        kbps[b] = mode.bitrate_bps / 1000
         for t in range(features.shape[1]):
             out[b, t] = quantizer.encode(features[b, t], BitWriter(), state)
-    return out
+    return out, kbps
 
 
 def save_checkpoint(path: Path, model: HopVocoder, optimizer: torch.optim.Optimizer, step: int,
-                    history: dict) -> None:
+                    history: dict, adversary: "Adversary | None" = None) -> None:
     """Model constructor arguments, weights, optimizer and history: enough to resume or rebuild."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": model.config, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "step": step, "history": history}, tmp)
+    saved = {"config": model.config, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "step": step, "history": history}
+    if adversary is not None:
+        saved["discriminator"] = adversary.discriminator.state_dict()
+        saved["discriminator_optimizer"] = adversary.optimizer.state_dict()
+    torch.save(saved, tmp)
     tmp.replace(path)
+
+
+class Adversary:
+    """The discriminator side of adversarial fine-tuning (least-squares GAN + feature matching,
+    as in HiFi-GAN), with its own optimizer."""
+
+    def __init__(self, weight: float, warmup: int, lr: float) -> None:
+        self.weight, self.warmup = weight, warmup
+        self.discriminator = MultiResolutionDiscriminator()
+        self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=lr,
+                                           betas=(0.8, 0.99))
+
+    def load(self, saved: dict) -> None:
+        """Resume from a checkpoint that has a discriminator."""
+        if "discriminator" in saved:
+            self.discriminator.load_state_dict(saved["discriminator"])
+            self.optimizer.load_state_dict(saved["discriminator_optimizer"])
+
+    def step(self, speech: torch.Tensor, target: torch.Tensor, step: int
+             ) -> tuple[torch.Tensor, dict]:
+        """Train the discriminator on this batch; return the generator's adversarial loss
+        (zero during the warm-up, while only the discriminator learns) and figures to log."""
+        d_loss = discriminator_loss(self.discriminator(target), self.discriminator(speech.detach()))
+        self.optimizer.zero_grad()
+        d_loss.backward()
+        self.optimizer.step()
+        figures = {"discriminator": d_loss.item()}
+        if step < self.warmup:
+            return speech.new_zeros(()), figures
+        with torch.no_grad():
+            real = self.discriminator(target)
+        adversarial, matching = generator_losses(real, self.discriminator(speech))
+        figures.update(adversarial=adversarial.item(), feature_matching=matching.item())
+        return self.weight * (adversarial + 2.0 * matching), figures
 
 
 def plot_history(history: dict, path: Path) -> None:
     """Training and validation loss curves as PNG."""
-    import matplotlib
+    def draw(ax) -> None:  # noqa: ANN001
+        ax.plot(history["step"], history["train"], label="train (running mean)", alpha=0.8)
+        if history["valid_step"]:
+            ax.plot(history["valid_step"], history["valid"], "o-", label="valid")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(history["step"], history["train"], label="train (running mean)", alpha=0.8)
-    if history["valid_step"]:
-        ax.plot(history["valid_step"], history["valid"], "o-", label="valid")
-    ax.set_xlabel("step")
-    ax.set_ylabel("multi-resolution STFT loss")
-    ax.set_title("HopVocoder training")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_training_curve(path, "HopVocoder training", "multi-resolution STFT loss", draw)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quantize", metavar="MODES",
                         help="fine-tune on decoded features of these modes (comma-separated)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights")
+    parser.add_argument("--enhancer", type=Path,
+                        help="FeatureEnhancer checkpoint (frozen) to put before the vocoder")
     parser.add_argument("--valid-every", type=int, default=250)
+    parser.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
+                        help="add a spectrogram discriminator; weight of its losses (0: none)")
+    parser.add_argument("--adversarial-warmup", type=int, default=100, metavar="STEPS",
+                        help="steps at the start in which only the discriminator learns")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -117,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     valid = FeatureDataset(args.cache, "valid", seq_len=args.frames, with_signal=True, copies=[0])
 
     model, lpc = HopVocoder(), LpcFromCepstrum()
+    enhancer = None
+    if args.enhancer:
+        from models.vocoder.export import load_enhancer
+
+        enhancer = load_enhancer(args.enhancer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, history = 0, {"step": [], "train": [], "valid_step": [], "valid": []}
     if checkpoint_path.exists():
@@ -131,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
         model = HopVocoder(**saved["config"])
         model.load_state_dict(saved["model"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    adversary = None
+    if args.adversarial > 0:
+        adversary = Adversary(args.adversarial, step + args.adversarial_warmup, args.lr)
+        if checkpoint_path.exists() or args.init:  # resume, or go on from an adversarial run
+            adversary.load(saved)
     print(f"HopVocoder: {model.parameter_count():,} parameters; step {step} of {args.steps}")
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s / args.steps, 1.0))) * 0.95 + 0.05,
@@ -146,14 +224,20 @@ def main(argv: list[str] | None = None) -> None:
     progress = tqdm(total=args.steps, initial=step, desc="vocoder", unit="step")
     while step < args.steps:
         batch = next(batches)
-        features = batch.features
+        features, kbps = batch.features, None
         if args.quantize:
-            features = quantize_features(features, args.quantize, seed=step)
-        loss = batch_loss(model, lpc, features, batch.signal, generator)
+            features, kbps = quantize_features(features, args.quantize, seed=step)
+        speech, target = batch_speech(model, lpc, features, batch.signal, generator, enhancer,
+                                      kbps)
+        loss = multi_resolution_stft_loss(speech, target)
+        total, figures = loss, {}
+        if adversary is not None:
+            adversarial, figures = adversary.step(speech, target, step)
+            total = loss + adversarial
         optimizer.zero_grad()
-        loss.backward()
+        total.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if torch.isfinite(loss) and torch.isfinite(norm):
+        if torch.isfinite(total) and torch.isfinite(norm):
             optimizer.step()
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         else:  # a batch whose loss or gradient is not finite is skipped, not learned from
@@ -173,15 +257,18 @@ def main(argv: list[str] | None = None) -> None:
                 valid_gen = torch.Generator().manual_seed(99)
                 losses = []
                 for _, vb in valid_batches:
-                    vf = quantize_features(vb.features, args.quantize) if args.quantize else vb.features
-                    losses.append(batch_loss(model, lpc, vf, vb.signal, valid_gen).item())
+                    vf, vk = (quantize_features(vb.features, args.quantize) if args.quantize
+                              else (vb.features, None))
+                    losses.append(batch_loss(model, lpc, vf, vb.signal, valid_gen, enhancer,
+                                             vk).item())
             history["valid_step"].append(step)
             history["valid"].append(float(np.mean(losses)))
             record = {"step": step, "train": running, "valid": history["valid"][-1],
-                      "lr": schedule.get_last_lr()[0], "elapsed_s": round(time.time() - started)}
+                      "lr": schedule.get_last_lr()[0], "elapsed_s": round(time.time() - started),
+                      **figures}
             log.write(json.dumps(record) + "\n")
             log.flush()
-            save_checkpoint(checkpoint_path, model, optimizer, step, history)
+            save_checkpoint(checkpoint_path, model, optimizer, step, history, adversary)
             plot_history(history, args.out / "training_curve.png")
     progress.close()
 

@@ -1,0 +1,58 @@
+"""FeatureEnhancer: a causal GRU that cleans up the decoded cepstrum before synthesis.
+
+At 1-3 kbit/s the decoded cepstrum jumps from frame to frame by the quantization error of a
+few VQ bits. The LPC synthesis filter follows those jumps, and listeners (and DNSMOS) hear them
+as a rough, warbling envelope. The enhancer estimates the clean cepstrum from the decoded frames
+so far (the conditional mean, learned by minimising the cepstral squared error, which is the
+log-spectral error in dB^2 because the cepstrum is an orthonormal DCT of log band energies).
+It is causal, one GRU step per hop, so it adds no latency. This is decoder-side estimation of
+the quantized parameters, in the spirit of the feature predictor of Yang, Lim and Kim (2022)
+turned around: the predictor guesses the next frame before its bits arrive, the enhancer
+refines the current frame after they have. It is told each frame's bitrate (the mode's, or 64
+kbit/s for unquantized features), so it smooths the coarse modes and leaves fine ones alone.
+"""
+
+
+import torch
+from torch import nn
+
+from models.layers import FeatureNormalizer
+from streaming_core.constants import NB_BANDS, NB_FEATURES
+
+UNQUANTIZED_KBPS = 64.0
+"""The bitrate input for features that were not quantized (20 float32 values per 10 ms)."""
+
+
+def bitrate_input(kbps: torch.Tensor) -> torch.Tensor:
+    """The enhancer's view of a bitrate: log2 of kbit/s over 0.8, scaled to about 0..1.5."""
+    return torch.log2(kbps.clamp(min=0.1) / 0.8) / 4.0
+
+
+def unquantized_bitrate(features: torch.Tensor) -> torch.Tensor:
+    """A (..., 1) bitrate tensor that marks `features` as unquantized."""
+    return features.new_full((*features.shape[:-1], 1), UNQUANTIZED_KBPS)
+
+
+class FeatureEnhancer(nn.Module):
+    """Decoded features (..., 20) -> the same features with an estimate of the clean cepstrum."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.normalize = FeatureNormalizer()
+        self.gru = nn.GRU(NB_FEATURES + 1, hidden, batch_first=True)
+        self.correction = nn.Linear(hidden + NB_FEATURES + 1, NB_BANDS)
+        nn.init.zeros_(self.correction.weight)  # starts as the identity: no correction
+        nn.init.zeros_(self.correction.bias)
+
+    def forward(self, features: torch.Tensor, bitrate: torch.Tensor,
+                state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequence mode: features (B, T, 20) and their bitrate in kbit/s (B, T, 1) -> enhanced
+        features (B, T, 20), state (B, hidden)."""
+        if state is None:
+            state = features.new_zeros(features.shape[0], self.hidden)
+        inputs = torch.cat((self.normalize(features), bitrate_input(bitrate)), dim=-1)
+        outputs, last = self.gru(inputs, state[None])
+        delta = self.correction(torch.cat((outputs, inputs), dim=-1))
+        enhanced = torch.cat((features[..., :NB_BANDS] + delta, features[..., NB_BANDS:]), dim=-1)
+        return enhanced, last[0]
