@@ -69,7 +69,8 @@ def flops_per_hop(graph: HopDecoderGraph) -> int:
     flops += harmonics * HOP * 3  # cosine (counted once) and multiply-add of each harmonic
     flops += 2 * 2 * HOP * bins * 2 + 2 * NB_BANDS * bins  # noise: DFT, shaping, inverse DFT
     width = graph.enhancer.hidden
-    flops += 2 * 3 * width * (NB_FEATURES + 1 + width) + 2 * (width + NB_FEATURES + 1) * NB_BANDS
+    flops += 2 * 3 * width * (NB_FEATURES + 1 + width)  # enhancer GRU
+    flops += 2 * (width + NB_FEATURES + 1) * (NB_BANDS - 1)  # its correction of c1..c17
     return flops
 
 
