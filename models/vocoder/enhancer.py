@@ -21,9 +21,7 @@ from torch import nn
 
 from models.layers import FeatureNormalizer
 from streaming_core.constants import NB_BANDS, NB_FEATURES
-
-UNQUANTIZED_KBPS = 64.0
-"""The bitrate input for features that were not quantized (20 float32 values per 10 ms)."""
+from streaming_core.neural_synth import UNQUANTIZED_KBPS
 
 
 def bitrate_input(kbps: torch.Tensor) -> torch.Tensor:

@@ -29,11 +29,12 @@ from models.vocoder.discriminator import (
     generator_losses,
 )
 from models.vocoder.dsp import LpcFromCepstrum, filter_frames, synthesis_response
-from models.vocoder.enhancer import UNQUANTIZED_KBPS, FeatureEnhancer
+from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.losses import multi_resolution_stft_loss
 from models.vocoder.model import HopVocoder
 from streaming_core.constants import HOP, NB_BANDS
 from streaming_core.dsp_synth import DECODER_DELAY
+from streaming_core.neural_synth import UNQUANTIZED_KBPS
 
 
 def synthesize(model: HopVocoder, lpc: LpcFromCepstrum, features: torch.Tensor,
