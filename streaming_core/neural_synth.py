@@ -1,7 +1,7 @@
 """The neural decoder at run time: the HopVocoder ONNX graph, then the LPC filter.
 
 The graph (`models.vocoder.model.HopDecoderGraph`) takes T hops of decoded features: a causal
-GRU (the feature enhancer) estimates the clean cepstrum, and the vocoder's GRU shapes the
+GRU (the feature enhancer) estimates the clean spectral shape, and the vocoder's GRU shapes the
 excitation; the LPC synthesis and de-emphasis filters follow here. A live stream calls it once
 per 10 ms hop; a packet of several frames goes through in one call, which is the same
 computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by

@@ -97,7 +97,6 @@ def export(graph: HopDecoderGraph, path: Path, version: str, notes: dict | None 
         "parameters": parameters,
         "flops_per_hop": flops_per_hop(graph),
         "config": vocoder.config,
-        "enhancer": {"hidden": graph.enhancer.hidden},
         "inputs": {"features": [None, None, NB_FEATURES], "bitrate": [None, None, 1],
                    "noise": [None, None, HOP],
                    "gru_state": [None, vocoder.hidden], "phase": [None, 1],
