@@ -14,7 +14,7 @@ reservoir) lets the encoder choose the transient path only as often as the mode'
 bitrate allows.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -149,6 +149,12 @@ class PredictiveState:
     """Encoder only: bits in the reservoir."""
     transient_share: float = 0.0
     """Encoder only: running share of transient frames (for reports)."""
+
+    def copy(self) -> "PredictiveState":
+        """An independent copy (a decoder tries a packet on a copy; `copy.deepcopy` costs
+        ten times as much per hop)."""
+        return replace(self, predictor_state=self.predictor_state.copy(),
+                       previous=self.previous.copy())
 
 
 class PredictiveQuantizer:
@@ -314,7 +320,7 @@ LADDER: dict[str, tuple[int, Allocation]] = {
                                transient_stages=("s1",), target_bits=8)),
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
-    "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=2, steady_stages=("s1",),
+    "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=16)),
     "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3"), target_bits=24)),
@@ -324,6 +330,9 @@ LADDER: dict[str, tuple[int, Allocation]] = {
 """The bitrate ladder: mode name -> (header id, bit allocation). Codebooks: 's1'..'s5' have 64
 entries each (stages of one residual VQ). A transient frame gets one more stage than a steady
 one: on unseen speakers this beat (by 0.7 dB at hop-1600) a first ladder that gave steady frames
-a 16-entry codebook and transient frames two or three extra stages."""
+a 16-entry codebook and transient frames two or three extra stages. hop-1600 codes voicing
+with 1 bit since format 4: on 20 validation clips the clean voicing in place of the decoded one
+changed no metric, and the freed bit, spent on transient frames, raised STOI by 0.006, ViSQOL by
+0.03 and DNSMOS by 0.06 and lowered WARP-Q by 0.045 (`scripts/ab_decoder.py`)."""
 
 CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64}

@@ -68,6 +68,10 @@ class ScalarQuantizerState:
 
     last: np.ndarray | None = None
 
+    def copy(self) -> "ScalarQuantizerState":
+        """An independent copy."""
+        return ScalarQuantizerState(None if self.last is None else self.last.copy())
+
 
 @dataclass(frozen=True)
 class ScalarQuantizer:
