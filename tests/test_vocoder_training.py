@@ -45,8 +45,8 @@ def test_discriminator_learns_recorded_from_decoded(speech):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
     adversarial, matching = generator_losses(discriminator(real), discriminator(fake))
-    assert float(adversarial) > 0.5  # the trained discriminator scores the noisy copy as fake
-    assert float(matching) > 0.0
+    assert float(adversarial.detach()) > 0.5  # the trained discriminator scores the noisy copy as fake
+    assert float(matching.detach()) > 0.0
