@@ -29,6 +29,7 @@ import numpy as np
 from hopcodec.bench import metrics as metric_registry
 from hopcodec.bench.audio import load_16k
 from hopcodec.bench.clips import find_clips
+from hopcodec.bench.ours import UNQUANTIZED, Hopcodec
 from hopcodec.bench.runner import SINGLE_THREAD_ENV
 
 DEFAULT_METRICS = "pesq_wb,stoi,visqol,warpq,dnsmos_ovrl"
@@ -58,36 +59,21 @@ def decode(x: np.ndarray, mode: str, paths: list[str], clean: list[str] | None =
            ) -> list[np.ndarray]:
     """The clip decoded by each synthesizer from one encoding (`mode` may be `unquantized`);
     `clean`: parts of the features (`CLEAN_PARTS`) taken unquantized from the encoder."""
-    if mode == "unquantized":
-        from streaming_core.analysis import analyze_signal
-        from streaming_core.dsp_synth import DECODER_DELAY
-
-        features = analyze_signal(np.concatenate((x, np.zeros(DECODER_DELAY, x.dtype))))
-        outputs = []
-        for path in paths:
-            synthesizer = _synthesizer(path)
-            audio = synthesizer.synthesize(features, synthesizer.new_state())
-            outputs.append(audio[synthesizer.delay : synthesizer.delay + len(x)])
-        return outputs
-    from streaming_core.codec import FILE_FRAMES_PER_PACKET, decode_packets, encode_audio
-
-    packets = list(encode_audio(x, mode, frames_per_packet=FILE_FRAMES_PER_PACKET))
-    if not clean:
-        return [decode_packets(packets, len(x), _synthesizer(path)) for path in paths]
-    return _decode_with_clean_parts(x, packets, paths, clean)
+    coded = Hopcodec(mode).encode(x)  # as the bench codes it: 200 ms packets
+    if clean:
+        return _decode_with_clean_parts(x, coded, paths, clean)
+    return [Hopcodec(mode, _synthesizer(path)).decode(coded, len(x)) for path in paths]
 
 
 def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[str],
                              clean: list[str]) -> list[np.ndarray]:
     """Decode with the named parts of the decoded features replaced by the encoder's own
     (unquantized) values: what coding those parts costs."""
-    from streaming_core.analysis import analyze_signal
     from streaming_core.bitstream import parse_packet
     from streaming_core.codec import decode_features
-    from streaming_core.dsp_synth import DECODER_DELAY
 
     decoded, _ = decode_features(packets)
-    original = analyze_signal(np.concatenate((x, np.zeros(DECODER_DELAY, x.dtype))))
+    original = Hopcodec(UNQUANTIZED).encode(x)  # the encoder's features, as the bench takes them
     frames = min(len(decoded), len(original))
     features = decoded[:frames].astype(np.float64)
     for part in clean:
@@ -154,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [part for part in clean if part not in CLEAN_PARTS]
     if unknown:
         parser.error(f"unknown --clean part(s) {', '.join(unknown)}; known: {', '.join(CLEAN_PARTS)}")
-    if clean and args.mode == "unquantized":
+    if clean and args.mode == UNQUANTIZED:
         parser.error("--clean needs a coded mode")
     for name in metrics:
         metric_registry.require(name)

@@ -128,7 +128,7 @@ class StreamDecoder:
             return None
         else:
             qstate = quantizer.new_state()
-        trial = qstate.copy() if hasattr(qstate, "copy") else copy.deepcopy(qstate)
+        trial = qstate.copy()
         reader = BitReader(packet.payload)
         frames = [quantizer.decode(reader, trial) for _ in range(packet.frame_count)]
         reader.check_padding()

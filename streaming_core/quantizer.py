@@ -37,11 +37,19 @@ CONCEAL_FADE = 0.5
 """Each concealed frame lowers c0 by this much (about 1.2 dB per 10 ms)."""
 
 
+class QuantizerState(Protocol):
+    """What a quantizer carries from frame to frame in one stream."""
+
+    def copy(self) -> "QuantizerState":
+        """An independent copy: a decoder decodes each packet on one, so a packet that fails
+        to parse leaves the stream's state as it was."""
+
+
 class FrameQuantizer(Protocol):
     """Codes one feature frame to bits and back; the encoder mirrors the decoder exactly."""
 
-    def new_state(self) -> Any:
-        """Per-stream state (None for a memoryless quantizer)."""
+    def new_state(self) -> QuantizerState:
+        """Per-stream state."""
 
     def encode(self, features: np.ndarray, writer: BitWriter, state: Any) -> np.ndarray:
         """Write one frame's bits; return the features the decoder will reconstruct."""

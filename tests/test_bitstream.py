@@ -195,3 +195,17 @@ def test_fuzz_variable_rate_payloads(payload, mode_name, frames):
         return
     assert len(audio) == 160 * frames
     assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 1.0
+
+
+def test_a_packet_that_fails_to_parse_leaves_the_decoder_state_as_it_was(speech):
+    """Frames of a damaged packet that did parse must not advance the predictor: the decoder
+    works on a copy of the quantizer state and keeps it only when the whole packet parses."""
+    stream = encode_audio(speech[:16000], "hop-1600", frames_per_packet=4)
+    clean, tried = StreamDecoder(), StreamDecoder()
+    for packet in stream[:5]:
+        clean.decode(packet)
+        tried.decode(packet)
+    with pytest.raises(BitstreamError):
+        tried.decode(stream[5][:-1])  # the first frames parse, the last one is cut
+    for packet in stream[5:]:
+        np.testing.assert_array_equal(tried.decode(packet), clean.decode(packet))

@@ -53,9 +53,12 @@ class Hopcodec(Codec):
 
     family = "hopcodec"
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, synthesizer: object | None = None) -> None:
+        """`synthesizer`: a decoder back end to use instead of the one the name asks for
+        (scripts/ab_decoder.py compares candidate graphs this way)."""
         self.name = f"hopcodec-{mode}"
         self.synthesizer = "dsp" if mode.endswith(DSP_SUFFIX) else None
+        self.given_synthesizer = synthesizer
         self.mode = mode.removesuffix(DSP_SUFFIX)
         self.nominal_bps = None
         if self.mode == UNQUANTIZED:
@@ -73,6 +76,8 @@ class Hopcodec(Codec):
     def _synthesizer(self):
         from streaming_core.synthesizers import default_synthesizer, load_synthesizer
 
+        if self.given_synthesizer is not None:
+            return self.given_synthesizer
         return load_synthesizer(self.synthesizer) if self.synthesizer else default_synthesizer()
 
     def check(self) -> None:
