@@ -48,6 +48,13 @@ PITCH_ESCAPE_ERROR = 0.15
 """A voiced frame after a voiced one codes its pitch absolutely (escape code + absolute
 levels) when the best change misses by more than this (log period, about 260 cents: octave
 jumps); a voicing onset does whenever the absolute code is the closer one."""
+SEARCH_BEAM = 8
+"""Partial paths the encoder's residual-VQ search keeps after each stage (`rvq_encode`). An
+encoder-only choice: the bitstream and the decoder are the same for any beam. On 30 validation
+clips at hop-1600 (released decoder version 5) a beam of 8 against the greedy search (1) raised
+PESQ-WB by 0.016, STOI by 0.006, ViSQOL by 0.016 and DNSMOS by 0.04 and lowered WARP-Q by
+0.019; a beam of 32 added little more, and at hop-3200 (five stages) beams of 16 and 64 made the
+encoder 1.3 and 2 times as slow as a beam of 8."""
 RESERVOIR_FRAMES = 3.0
 """The reservoir holds at most this many transient frames' worth of extra bits."""
 
@@ -79,15 +86,36 @@ class ZeroPredictor:
         return np.broadcast_to(self.mean, (len(previous), NB_BANDS)).copy(), state
 
 
-def rvq_encode(residual: np.ndarray, books: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy residual VQ: indices (B, stages) and the quantized residual (B, NB_BANDS)."""
-    remaining = np.asarray(residual, dtype=np.float32).copy()
-    indices = np.zeros((len(remaining), len(books)), dtype=np.int64)
-    for stage, book in enumerate(books):
-        distances = ((remaining[:, None, :] - book[None]) ** 2).sum(-1)
-        indices[:, stage] = distances.argmin(1)
-        remaining -= book[indices[:, stage]]
-    return indices, residual - remaining
+def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Residual VQ: indices (B, stages) and the quantized residual (B, NB_BANDS).
+
+    `beam` = 1 is the greedy search (each stage takes the codeword nearest to what the stages
+    before it left); a wider beam keeps the `beam` best partial paths after every stage (the
+    M-best search of LeBlanc, Bhattacharya, Mahmoud & Cuperman, "Efficient search and design
+    procedures for robust multi-stage VQ of LPC parameters for 4 kb/s speech coding", IEEE
+    Trans. Speech Audio Proc. 1993), which finds combinations of stages the greedy path misses.
+    """
+    residual = np.asarray(residual, dtype=np.float32)
+    count = len(residual)
+    # paths: (B, P) indices per stage so far, and what each path leaves unquantized (B, P, D)
+    remaining = residual[:, None, :].copy()
+    paths = np.zeros((count, 1, 0), dtype=np.int64)
+    for book in books:
+        candidates = remaining[:, :, None, :] - book[None, None]  # (B, P, K, D)
+        distances = (candidates**2).sum(-1).reshape(count, -1)
+        keep = min(beam, distances.shape[1])
+        if keep < distances.shape[1]:  # the `keep` smallest, then in order
+            nearest = np.argpartition(distances, keep - 1, axis=1)[:, :keep]
+            order = np.argsort(np.take_along_axis(distances, nearest, 1), axis=1, kind="stable")
+            best = np.take_along_axis(nearest, order, 1)
+        else:
+            best = np.argsort(distances, axis=1, kind="stable")
+        parent, entry = np.divmod(best, len(book))
+        rows = np.arange(count)[:, None]
+        paths = np.concatenate((paths[rows, parent], entry[..., None]), axis=-1)
+        remaining = candidates[rows, parent, entry]
+    return paths[:, 0], residual - remaining[:, 0]
 
 
 def _reconstruct(prediction: np.ndarray, books: list[np.ndarray], indices) -> np.ndarray:
@@ -264,7 +292,7 @@ class PredictiveQuantizer:
         for value, bits in pitch_fields:
             writer.write(value, bits)
 
-        indices = rvq_encode(residual[None], books)[0][0] if books else []
+        indices = rvq_encode(residual[None], books, SEARCH_BEAM)[0][0] if books else []
         for index, bits in zip(indices, index_bits, strict=True):
             writer.write(int(index), bits)
         return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)

@@ -7,6 +7,7 @@ from streaming_core.analysis import analyze_signal
 from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.bitstream import parse_packet
 from streaming_core.codec import decode_features, encode_audio
+from streaming_core.constants import NB_BANDS
 from streaming_core.encoder import StreamEncoder
 from streaming_core.loss import GilbertElliott, RandomLoss, drop_packets
 from streaming_core.modes import RELEASED, get_mode, predictive_modes
@@ -152,3 +153,23 @@ def test_unvoiced_frames_carry_no_pitch_bits_and_onsets_code_pitch_absolutely(sp
                 seen["onset"] += 1
                 assert abs(np.log(decoded[PERIOD_INDEX] / frame[PERIOD_INDEX])) < 0.04  # < 70 cents
     assert seen["unvoiced"] > 10 and seen["onset"] > 2
+
+
+def test_beam_search_finds_the_best_stage_combination(speech):
+    """On the residuals real speech leaves, a beam as wide as a codebook is the exhaustive
+    two-stage search, and a narrower beam is never worse than the greedy one."""
+    from streaming_core.predictive import rvq_encode
+
+    quantizer = get_mode("hop-1600").quantizer
+    books = quantizer.transient_books
+    features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
+    residual = features - features.mean(axis=0)  # spread like the predictor's residuals
+    errors = {}
+    for beam in (1, 8, len(books[0])):
+        _, quantized = rvq_encode(residual, books, beam)
+        errors[beam] = ((residual - quantized) ** 2).sum(-1)
+    pairs = books[0][:, None, :] + books[1][None, :, :]  # every combination of the two stages
+    exhaustive = ((residual[:, None, None, :] - pairs[None]) ** 2).sum(-1).reshape(len(residual), -1)
+    np.testing.assert_allclose(errors[len(books[0])], exhaustive.min(axis=1), rtol=1e-4, atol=1e-5)
+    assert np.all(errors[8] <= errors[1] + 1e-5)
+    assert errors[8].mean() < errors[1].mean()

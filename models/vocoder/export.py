@@ -1,7 +1,7 @@
 """Export a trained HopVocoder (and FeatureEnhancer) to the ONNX decoder graph and its metadata.
 
     python -m models.vocoder.export runs/vocoder/checkpoint.pt models/released/hopvocoder.onnx \
-        --enhancer runs/enhancer/checkpoint.pt --version 5
+        --enhancer runs/enhancer/checkpoint.pt --version 6
 
 The graph (see `HopDecoderGraph`) takes T hops of features, their noise and every state tensor,
 and returns the excitation, the cepstrum for the LPC filter and the new states; T = 1 for a live
