@@ -9,7 +9,9 @@ This is how decoder candidates are compared before one is released (models/READM
         --graph released=models/released/hopvocoder.onnx --graph new=runs/new.onnx
 
 A variant is `NAME=PATH.onnx` (an exported HopDecoderGraph with its .json beside it) or
-`NAME=dsp` (the DSP baseline decoder). `--clean shape` (or level, pitch, voicing, comma-separated)
+`NAME=dsp` (the DSP baseline decoder). `--search-beam 1` codes with the greedy residual-VQ
+search instead of the encoder's default (an encoder choice; run the script once per beam to
+compare them). `--clean shape` (or level, pitch, voicing, comma-separated)
 replaces that part of the decoded features with the encoder's unquantized value before every
 variant decodes them: what coding that part costs.
 """
@@ -89,6 +91,17 @@ def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[st
     return outputs
 
 
+def set_search_beam(beam: int | None) -> None:
+    """Make this process's predictive encoders search the residual VQ with `beam` paths
+    (None: leave the default)."""
+    if beam is None:
+        return
+    from streaming_core.modes import predictive_modes
+
+    for mode in predictive_modes():
+        mode.quantizer.search_beam = beam
+
+
 def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
                clean: list[str] | None = None) -> list[dict]:
     """Scores of one clip for every variant, in the order of `paths`."""
@@ -130,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated feature parts to take unquantized from the encoder "
                         f"instead of the decoded ones ({', '.join(CLEAN_PARTS)}): what coding "
                         "them costs")
+    parser.add_argument("--search-beam", type=int, metavar="N",
+                        help="the encoder's residual-VQ search beam (default: the encoder's own, "
+                        "1: greedy)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="write per-clip scores here (JSON)")
     args = parser.parse_args(argv)
@@ -142,12 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --clean part(s) {', '.join(unknown)}; known: {', '.join(CLEAN_PARTS)}")
     if clean and args.mode == UNQUANTIZED:
         parser.error("--clean needs a coded mode")
+    if args.search_beam is not None and args.search_beam < 1:
+        parser.error("--search-beam must be at least 1")
     for name in metrics:
         metric_registry.require(name)
     clips = find_clips(args.set, args.split, args.max_clips)
     names = [name for name, _ in args.graph]
     paths = [path for _, path in args.graph]
-    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search_beam,
+                             initargs=(args.search_beam,)) as pool:
         jobs = [pool.submit(score_clip, clip.path, args.mode, paths, metrics, clean) for clip in clips]
         results = []
         for done, job in enumerate(jobs, 1):
@@ -156,12 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     scores = np.array([[[row[m] for m in metrics] for row in clip_rows] for clip_rows in results])
     print(f"{len(clips)} clips, mode {args.mode}"
-          + (f", unquantized {', '.join(clean)}" if clean else ""))
+          + (f", unquantized {', '.join(clean)}" if clean else "")
+          + (f", search beam {args.search_beam}" if args.search_beam is not None else ""))
     print(table(names, metrics, scores))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "mode": args.mode, "clean": clean, "variants": dict(args.graph), "metrics": metrics,
+            "mode": args.mode, "clean": clean, "search_beam": args.search_beam,
+            "variants": dict(args.graph), "metrics": metrics,
             "clips": [clip.clip_id for clip in clips],
             "scores": {name: [dict(zip(metrics, s, strict=True)) for s in scores[:, v]]
                        for v, name in enumerate(names)},

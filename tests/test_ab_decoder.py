@@ -17,6 +17,16 @@ def run_ab(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=300)
 
 
+def pesq_of_one_clip(tmp_path: Path, tag: str, *options: str) -> tuple[str, dict]:
+    """(stdout, saved JSON) of the released graph scored by PESQ-WB on one bundled clip."""
+    out = tmp_path / f"ab-{tag}.json"
+    result = run_ab("--set", "hopcodec/samples", "--max-clips", "1", "--mode", "hop-1600",
+                    "--graph", f"neural={GRAPH}", "--metrics", "pesq_wb", "--workers", "1",
+                    "--out", str(out), *options)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, json.loads(out.read_text())
+
+
 def test_ab_scores_each_variant_on_the_same_bits(tmp_path: Path) -> None:
     pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
     out = tmp_path / "ab.json"
@@ -39,13 +49,22 @@ def test_ab_refuses_a_missing_graph() -> None:
 
 def test_ab_clean_shape_shows_what_coding_it_costs(tmp_path: Path) -> None:
     pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
-    scores = {}
-    for clean in ("", "shape"):
-        out = tmp_path / f"ab{clean}.json"
-        result = run_ab("--set", "hopcodec/samples", "--max-clips", "1", "--mode", "hop-1600",
-                        "--graph", f"neural={GRAPH}", "--metrics", "pesq_wb", "--workers", "1",
-                        "--clean", clean, "--out", str(out))
-        assert result.returncode == 0, result.stderr
-        scores[clean] = json.loads(out.read_text())["scores"]["neural"][0]["pesq_wb"]
+    scores = {clean: pesq_of_one_clip(tmp_path, clean, "--clean", clean)[1]["scores"]["neural"][0]
+              ["pesq_wb"] for clean in ("", "shape")}
     assert scores["shape"] > scores[""] + 0.1  # the envelope bits are what hop-1600 lacks most
 
+
+def test_ab_search_beam_changes_the_bits_not_the_decoder(tmp_path: Path) -> None:
+    pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
+    scores = {}
+    for beam in ("1", "8"):
+        stdout, saved = pesq_of_one_clip(tmp_path, beam, "--search-beam", beam)
+        assert f"search beam {beam}" in stdout and saved["search_beam"] == int(beam)
+        scores[beam] = saved["scores"]["neural"][0]["pesq_wb"]
+    assert scores["1"] != scores["8"]  # the greedy search chose other codewords
+
+
+def test_ab_refuses_a_search_beam_below_one() -> None:
+    result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}", "--search-beam", "0")
+    assert result.returncode != 0
+    assert "--search-beam must be at least 1" in result.stderr
