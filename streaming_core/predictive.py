@@ -55,7 +55,9 @@ clips at hop-1600 (`scripts/ab_decoder.py --split valid --max-clips 30 --search-
 beam of 8 against the greedy search (1) raised
 PESQ-WB by 0.016, STOI by 0.006, ViSQOL by 0.016 and DNSMOS by 0.04 and lowered WARP-Q by
 0.019; a beam of 32 added little more, and at hop-3200 (five stages) beams of 16 and 64 made the
-encoder 1.3 and 2 times as slow as a beam of 8."""
+encoder 1.1 and 1.9 times as slow as a beam of 8 (the hop-3200 encoder's real-time factor on
+one core: greedy 0.027, beam 8 0.036-0.038, beam 64 0.069-0.073; hop-1600 within this VM's
+noise, 0.028-0.037 either way)."""
 RESERVOIR_FRAMES = 3.0
 """The reservoir holds at most this many transient frames' worth of extra bits."""
 
@@ -102,11 +104,15 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1
     # paths: (B, P) indices per stage so far, and what each path leaves unquantized (B, P, D)
     remaining = residual[:, None, :].copy()
     paths = np.zeros((count, 1, 0), dtype=np.int64)
-    for book in books:
+    for stage, book in enumerate(books):
         candidates = remaining[:, :, None, :] - book[None, None]  # (B, P, K, D)
         distances = (candidates**2).sum(-1).reshape(count, -1)
-        keep = min(beam, distances.shape[1])
-        if keep < distances.shape[1]:  # the `keep` smallest, then in order
+        # After the last stage only the best path is wanted (a one-stage search is then the
+        # nearest codeword, as the greedy search takes it).
+        keep = 1 if stage == len(books) - 1 else min(beam, distances.shape[1])
+        if keep == 1:
+            best = distances.argmin(axis=1)[:, None]
+        elif keep < distances.shape[1]:  # the `keep` smallest, then in order
             nearest = np.argpartition(distances, keep - 1, axis=1)[:, :keep]
             order = np.argsort(np.take_along_axis(distances, nearest, 1), axis=1, kind="stable")
             best = np.take_along_axis(nearest, order, 1)
