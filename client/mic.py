@@ -33,7 +33,7 @@ from streaming_core.audio_io import write_wav
 from streaming_core.constants import HOP, SAMPLE_RATE
 from streaming_core.decoder import StreamDecoder
 from streaming_core.encoder import StreamEncoder
-from streaming_core.latency import measure_delay
+from streaming_core.latency import measure_speech_delay
 from streaming_core.modes import DEFAULT_MODE, get_mode
 from streaming_core.synthesizers import default_synthesizer
 
@@ -267,7 +267,7 @@ class MicSession:
         write_wav(folder / "captured.wav", captured, SAMPLE_RATE)
         write_wav(folder / "played.wav", played, SAMPLE_RATE)
         if np.any(captured) and np.any(played):
-            lag = measure_delay(captured, played, (self.max_delay + 4) * HOP)
+            lag = measure_speech_delay(captured, played, (self.max_delay + 4) * HOP)
             report.measured_internal_ms = 1000.0 * lag / SAMPLE_RATE
             report.measured_mouth_to_ear_ms = report.measured_internal_ms + sum(self.device_ms)
         (folder / "report.json").write_text(json.dumps(asdict(report), indent=2))

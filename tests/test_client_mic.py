@@ -168,9 +168,9 @@ def test_mic_local_plays_the_codecs_decoding_of_the_speech(audio_env, speech, tm
     expected = codec_hops(captured, "scalar-4000").reshape(-1)
     np.testing.assert_allclose(played[: len(expected)], expected, atol=1.5 / 32768)
     assert report["events"].get("conceal", 0) == 0
-    # Envelope correlation on a few seconds of speech scatters by a few ms (the neural decoder's
-    # excitation also rises about 1 ms late): within 4 ms of the decoder delay.
-    assert report["measured_internal_ms"] == pytest.approx(report["decoder_delay_ms"], abs=4.0)
+    # The speech envelope's correlation scatters by about a millisecond with how the speech falls
+    # on the hop grid (tests/test_latency.py): within 3 ms of the decoder delay.
+    assert report["measured_internal_ms"] == pytest.approx(report["decoder_delay_ms"], abs=3.0)
     assert "mouth-to-ear" in stdout and "measured" in stdout
 
 
