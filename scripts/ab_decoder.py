@@ -91,15 +91,16 @@ def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[st
     return outputs
 
 
-def set_search_beam(beam: int | None) -> None:
-    """Make this process's predictive encoders search the residual VQ with `beam` paths
-    (None: leave the default)."""
-    if beam is None:
-        return
+def set_search(beam: int | None, weighting: float | None = None) -> None:
+    """Make this process's predictive encoders search the residual VQ with `beam` paths and
+    band weights of exponent `weighting` (None: leave the default)."""
     from streaming_core.modes import predictive_modes
 
     for mode in predictive_modes():
-        mode.quantizer.search_beam = beam
+        if beam is not None:
+            mode.quantizer.search_beam = beam
+        if weighting is not None:
+            mode.quantizer.search_weighting = weighting
 
 
 def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-beam", type=int, metavar="N",
                         help="the encoder's residual-VQ search beam (default: the encoder's own, "
                         "1: greedy)")
+    parser.add_argument("--search-weighting", type=float, metavar="G",
+                        help="exponent of the encoder's band-loudness search weights (default: "
+                        "the encoder's own, 0: unweighted)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="write per-clip scores here (JSON)")
     args = parser.parse_args(argv)
@@ -165,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     clips = find_clips(args.set, args.split, args.max_clips)
     names = [name for name, _ in args.graph]
     paths = [path for _, path in args.graph]
-    with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search_beam,
-                             initargs=(args.search_beam,)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search,
+                             initargs=(args.search_beam, args.search_weighting)) as pool:
         jobs = [pool.submit(score_clip, clip.path, args.mode, paths, metrics, clean) for clip in clips]
         results = []
         for done, job in enumerate(jobs, 1):
@@ -176,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     scores = np.array([[[row[m] for m in metrics] for row in clip_rows] for clip_rows in results])
     print(f"{len(clips)} clips, mode {args.mode}"
           + (f", unquantized {', '.join(clean)}" if clean else "")
-          + (f", search beam {args.search_beam}" if args.search_beam is not None else ""))
+          + (f", search beam {args.search_beam}" if args.search_beam is not None else "")
+          + (f", search weighting {args.search_weighting}" if args.search_weighting is not None else ""))
     print(table(names, metrics, scores))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "mode": args.mode, "clean": clean, "search_beam": args.search_beam,
+            "search_weighting": args.search_weighting,
             "variants": dict(args.graph), "metrics": metrics,
             "clips": [clip.clip_id for clip in clips],
             "scores": {name: [dict(zip(metrics, s, strict=True)) for s in scores[:, v]]

@@ -64,6 +64,17 @@ def test_ab_search_beam_changes_the_bits_not_the_decoder(tmp_path: Path) -> None
     assert scores["1"] != scores["8"]  # the greedy search chose other codewords
 
 
+def test_ab_search_weighting_changes_the_bits(tmp_path: Path) -> None:
+    pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
+    scores = {}
+    for weighting in ("0", "0.15"):
+        stdout, saved = pesq_of_one_clip(tmp_path, weighting, "--search-weighting", weighting)
+        assert f"search weighting {float(weighting)}" in stdout
+        assert saved["search_weighting"] == float(weighting)
+        scores[weighting] = saved["scores"]["neural"][0]["pesq_wb"]
+    assert scores["0"] != scores["0.15"]  # the unweighted search chose other codewords
+
+
 def test_ab_refuses_a_search_beam_below_one() -> None:
     result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}", "--search-beam", "0")
     assert result.returncode != 0

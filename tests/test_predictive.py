@@ -173,3 +173,27 @@ def test_beam_search_finds_the_best_stage_combination(speech):
     np.testing.assert_allclose(errors[len(books[0])], exhaustive.min(axis=1), rtol=1e-4, atol=1e-5)
     assert np.all(errors[8] <= errors[1] + 1e-5)
     assert errors[8].mean() < errors[1].mean()
+
+
+def test_weighted_search_minimises_the_weighted_band_error(speech):
+    """Equal band weights leave the search as it is (the DCT is orthonormal); loudness weights
+    make the exhaustive search take the combination with the least weighted band error."""
+    from streaming_core.predictive import rvq_encode
+    from streaming_core.spectrum import log_energies_from_cepstrum
+
+    books = get_mode("hop-1600").quantizer.transient_books
+    features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
+    residual = features - features.mean(axis=0)
+    plain, _ = rvq_encode(residual, books, 8)
+    uniform, _ = rvq_encode(residual, books, 8, np.ones_like(residual))
+    assert (plain == uniform).mean() > 0.99  # float rounding may flip a near tie
+    loudness = log_energies_from_cepstrum(features)
+    weights = 10.0 ** (0.15 * (loudness - loudness.max(axis=1, keepdims=True)))
+    chosen, quantized = rvq_encode(residual, books, len(books[0]), weights)
+    np.testing.assert_allclose(quantized, books[0][chosen[:, 0]] + books[1][chosen[:, 1]], atol=1e-6)
+    pairs = books[0][:, None, :] + books[1][None, :, :]
+    band_errors = log_energies_from_cepstrum(residual[:, None, None, :] - pairs[None])
+    weighted = (weights[:, None, None, :] * band_errors**2).sum(-1).reshape(len(residual), -1)
+    assert np.all(chosen[:, 0] * len(books[1]) + chosen[:, 1] == weighted.argmin(axis=1))
+    unweighted, _ = rvq_encode(residual, books, len(books[0]))
+    assert (chosen != unweighted).any(axis=1).mean() > 0.1  # the weights do change the choice
