@@ -197,3 +197,43 @@ def test_weighted_search_minimises_the_weighted_band_error(speech):
     assert np.all(chosen[:, 0] * len(books[1]) + chosen[:, 1] == weighted.argmin(axis=1))
     unweighted, _ = rvq_encode(residual, books, len(books[0]))
     assert (chosen != unweighted).any(axis=1).mean() > 0.1  # the weights do change the choice
+
+
+def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(speech):
+    """`models.quantizer.refine`: recording the search while real speech is coded sees every
+    frame's residual, stages and codewords; moving the codewords to their weighted centroids
+    lowers the weighted error of those same paths, and the released books are left alone."""
+    pytest.importorskip("tqdm", reason="the train extra is not installed")
+    from models.quantizer.refine import TO_BANDS, SearchRecord, recording_search, refine_stages
+    from streaming_core import predictive
+
+    quantizer = get_mode("hop-1600").quantizer
+    released = {name: book.copy() for name, book in quantizer.codebooks.items()}
+    search = predictive.rvq_encode
+    record = SearchRecord()
+    state = quantizer.new_state()
+    with recording_search(record):
+        for frame in analyze_signal(speech):
+            quantizer.encode(frame, BitWriter(), state)
+    assert predictive.rvq_encode is search  # the search is itself again after the block
+    assert len(record.residuals) == len(analyze_signal(speech))
+    assert {stages for stages in record.stages} <= {("s1",), ("s1", "s2")}
+
+    def weighted_error(books: dict) -> float:
+        total = 0.0
+        for residual, stages, indices, weights in zip(record.residuals, record.stages,
+                                                      record.indices, record.weights, strict=True):
+            quantized = sum(books[s][indices[j]] for j, s in enumerate(stages))
+            total += float(weights @ (((residual - quantized) @ TO_BANDS) ** 2))
+        return total
+
+    books = {name: book.copy() for name, book in quantizer.codebooks.items()}
+    before = weighted_error(books)
+    refine_stages(books, record, min_uses=3)  # one short clip: few frames per codeword
+    # Each codeword moves to the weighted centroid of its frames' targets, which can only lower
+    # their error, given the paths; the stages this mode does not use stay.
+    moved = [name for name in books if not np.array_equal(books[name], quantizer.codebooks[name])]
+    assert moved == ["s1", "s2"]
+    assert weighted_error(books) < before
+    for name, book in quantizer.codebooks.items():
+        np.testing.assert_array_equal(book, released[name])
