@@ -149,6 +149,13 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     return indices, quantized
 
 
+def loudness_weights(cepstra: np.ndarray, exponent: float = SEARCH_WEIGHTING) -> np.ndarray:
+    """(B, NB_BANDS) search weights of frames' cepstra (B, NB_BANDS): 10^(exponent (log10 E_b -
+    max log10 E)), 1 for each frame's loudest band (`SEARCH_WEIGHTING`)."""
+    loudness = log_energies_from_cepstrum(cepstra)
+    return 10.0 ** (exponent * (loudness - loudness.max(axis=-1, keepdims=True)))
+
+
 def _reconstruct(prediction: np.ndarray, books: list[np.ndarray], indices) -> np.ndarray:
     """prediction + the chosen codewords, summed in one fixed order (encoder == decoder)."""
     cepstrum = prediction.astype(np.float32).copy()
@@ -327,10 +334,8 @@ class PredictiveQuantizer:
         for value, bits in pitch_fields:
             writer.write(value, bits)
 
-        weights = None
-        if self.search_weighting:
-            loudness = log_energies_from_cepstrum(features[:NB_BANDS])
-            weights = 10.0 ** (self.search_weighting * (loudness - loudness.max()))[None]
+        weights = (loudness_weights(features[None, :NB_BANDS], self.search_weighting)
+                   if self.search_weighting else None)
         indices = rvq_encode(residual[None], books, self.search_beam, weights)[0][0] if books else []
         for index, bits in zip(indices, index_bits, strict=True):
             writer.write(int(index), bits)

@@ -178,7 +178,7 @@ def test_beam_search_finds_the_best_stage_combination(speech):
 def test_weighted_search_minimises_the_weighted_band_error(speech):
     """Equal band weights leave the search as it is (the DCT is orthonormal); loudness weights
     make the exhaustive search take the combination with the least weighted band error."""
-    from streaming_core.predictive import rvq_encode
+    from streaming_core.predictive import loudness_weights, rvq_encode
     from streaming_core.spectrum import log_energies_from_cepstrum
 
     books = get_mode("hop-1600").quantizer.transient_books
@@ -189,6 +189,7 @@ def test_weighted_search_minimises_the_weighted_band_error(speech):
     assert (plain == uniform).mean() > 0.99  # float rounding may flip a near tie
     loudness = log_energies_from_cepstrum(features)
     weights = 10.0 ** (0.15 * (loudness - loudness.max(axis=1, keepdims=True)))
+    np.testing.assert_allclose(loudness_weights(features, 0.15), weights, rtol=1e-6)
     chosen, quantized = rvq_encode(residual, books, len(books[0]), weights)
     np.testing.assert_allclose(quantized, books[0][chosen[:, 0]] + books[1][chosen[:, 1]], atol=1e-6)
     pairs = books[0][:, None, :] + books[1][None, :, :]
