@@ -37,7 +37,7 @@ from models.data.loader import FeatureDataset
 from streaming_core import predictive
 from streaming_core.bitpack import BitWriter
 from streaming_core.constants import NB_BANDS
-from streaming_core.modes import get_mode
+from streaming_core.modes import get_mode, predictive_modes
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 MODES = ("hop-1200", "hop-1600", "hop-1600", "hop-2400", "hop-3200")
@@ -70,9 +70,8 @@ class SearchRecord:
 def recording_search(record: SearchRecord) -> Iterator[None]:
     """Within the block, every `rvq_encode` call of the predictive quantizers is recorded."""
     names = {}
-    for name in set(MODES):
-        quantizer = get_mode(name).quantizer
-        allocation = quantizer.allocation
+    for mode in predictive_modes():
+        quantizer, allocation = mode.quantizer, mode.quantizer.allocation
         names[tuple(map(id, quantizer.steady_books))] = tuple(allocation.steady_stages)
         names[tuple(map(id, quantizer.transient_books))] = tuple(allocation.transient_stages)
     search = predictive.rvq_encode
