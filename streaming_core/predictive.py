@@ -56,9 +56,10 @@ clips at hop-1600 (`scripts/ab_decoder.py --split valid --max-clips 30 --search-
 beam of 8 against the greedy search (1) raised
 PESQ-WB by 0.016, STOI by 0.006, ViSQOL by 0.016 and DNSMOS by 0.04 and lowered WARP-Q by
 0.019; a beam of 32 added little more, and at hop-3200 (five stages) beams of 16 and 64 made the
-encoder 1.1 and 1.9 times as slow as a beam of 8 (the hop-3200 encoder's real-time factor on
-one core: greedy 0.027, beam 8 0.036-0.038, beam 64 0.069-0.073; hop-1600 within this VM's
-noise, 0.028-0.037 either way)."""
+encoder 1.1 and 1.9 times as slow as a beam of 8 (AMD EPYC VM). The encoder's real-time factor
+on one core (`encode_audio(x, mode, frames_per_packet=1)` on the bundled
+it_carlo_youarenext.wav, best of 5, `OMP_NUM_THREADS=1 taskset -c 0`, Intel Xeon VM): hop-1600
+greedy 0.032, beam 8 0.036, beam 8 with the weights below 0.038; hop-3200 0.036, 0.049, 0.049."""
 SEARCH_WEIGHTING = 0.15
 """Exponent g of the search's band weights 10^(g (log10 E_b - max log10 E)): a band's
 log-energy error counts less the quieter the band is against the frame's loudest (a band 30 dB
@@ -101,7 +102,8 @@ class ZeroPredictor:
 
 
 def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
-               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               weights: np.ndarray | None = None,
+               band_books: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Residual VQ: indices (B, stages) and the quantized residual (B, NB_BANDS).
 
     `beam` = 1 is the greedy search (each stage takes the codeword nearest to what the stages
@@ -110,7 +112,8 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     procedures for robust multi-stage VQ of LPC parameters for 4 kb/s speech coding", IEEE
     Trans. Speech Audio Proc. 1993), which finds combinations of stages the greedy path misses.
     `weights` (B, NB_BANDS), when given, weighs each band's log-energy error in the distance
-    (the cepstral distance is the unweighted band distance: the DCT is orthonormal).
+    (the cepstral distance is the unweighted band distance: the DCT is orthonormal);
+    `band_books`, the books as log band energies, spare that transform on every call.
     """
     residual = np.asarray(residual, dtype=np.float32)
     count = len(residual)
@@ -119,7 +122,9 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
         target = residual
     else:  # search in the weighted band domain: z = (c @ IDCT) * sqrt(w)
         scale = np.sqrt(np.asarray(weights, dtype=np.float32))[:, None, :]
-        to_search = [log_energies_from_cepstrum(book)[None].astype(np.float32) * scale for book in books]
+        if band_books is None:
+            band_books = [log_energies_from_cepstrum(book).astype(np.float32) for book in books]
+        to_search = [book[None] * scale for book in band_books]
         target = log_energies_from_cepstrum(residual).astype(np.float32) * scale[:, 0]
     # paths: (B, P) indices per stage so far, and what each path leaves unquantized (B, P, D)
     remaining = target[:, None, :].copy()
@@ -242,6 +247,11 @@ class PredictiveQuantizer:
         """Encoder only: exponent of the band-loudness weights of the search (0: unweighted)."""
         self.steady_books = [codebooks[n] for n in allocation.steady_stages]
         self.transient_books = [codebooks[n] for n in allocation.transient_stages]
+        self.steady_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
+                                  for b in self.steady_books]
+        self.transient_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
+                                     for b in self.transient_books]
+        """The same books as log band energies, for the weighted search."""
         self.steady_index_bits = [int(np.log2(len(b))) for b in self.steady_books]
         self.transient_index_bits = [int(np.log2(len(b))) for b in self.transient_books]
         flag_and_voicing = 1 + allocation.voicing_bits
@@ -327,8 +337,9 @@ class PredictiveQuantizer:
         if transient:
             state.credit -= extra
         state.transient_share = 0.99 * state.transient_share + 0.01 * transient
-        books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
-                             else (self.steady_books, self.steady_index_bits))
+        books, band_books, index_bits = (
+            (self.transient_books, self.transient_band_books, self.transient_index_bits)
+            if transient else (self.steady_books, self.steady_band_books, self.steady_index_bits))
         writer.write(int(transient), 1)
         writer.write(voicing_index, self.allocation.voicing_bits)
         for value, bits in pitch_fields:
@@ -336,7 +347,8 @@ class PredictiveQuantizer:
 
         weights = (loudness_weights(features[None, :NB_BANDS], self.search_weighting)
                    if self.search_weighting else None)
-        indices = rvq_encode(residual[None], books, self.search_beam, weights)[0][0] if books else []
+        indices = (rvq_encode(residual[None], books, self.search_beam, weights, band_books)[0][0]
+                   if books else [])
         for index, bits in zip(indices, index_bits, strict=True):
             writer.write(int(index), bits)
         return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)

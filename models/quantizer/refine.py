@@ -76,8 +76,8 @@ def recording_search(record: SearchRecord) -> Iterator[None]:
         names[tuple(map(id, quantizer.transient_books))] = tuple(allocation.transient_stages)
     search = predictive.rvq_encode
 
-    def recorded(residual, books, beam=1, weights=None):  # noqa: ANN001, ANN202
-        indices, quantized = search(residual, books, beam, weights)
+    def recorded(residual, books, beam=1, weights=None, band_books=None):  # noqa: ANN001, ANN202
+        indices, quantized = search(residual, books, beam, weights, band_books)
         record.residuals.append(np.asarray(residual[0], np.float64))
         record.stages.append(names[tuple(map(id, books))])
         record.indices.append(indices[0])
