@@ -1,7 +1,8 @@
 """The predictive quantizer: a GRU predicts each frame's cepstrum from the frames already
-decoded, and only the residual is coded, with a multi-stage residual VQ that has one stage more
-on transient frames than on steady ones; pitch and voicing get their own scalar codes (pitch as
-a change from the previous frame, absolute at voicing onsets, absent when unvoiced).
+decoded and the frame's own pitch and voicing (which are coded first), and only the residual is
+coded, with a multi-stage residual VQ that has one stage more on transient frames than on steady
+ones; pitch and voicing get their own scalar codes (pitch as a change from the previous frame,
+absolute at voicing onsets, absent when unvoiced).
 
 Seed ideas: predictive residual coding of LPCNet features with a discriminative codebook choice
 (Yang, Lim, Kim 2022); multi-stage VQ trained on a dB-domain error (Rowe's Codec 2 rate-K VQ:
@@ -29,6 +30,7 @@ from streaming_core.constants import (
     PITCH_MAX_PERIOD,
     PITCH_MIN_PERIOD,
 )
+from streaming_core.errors import HopcodecError
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 LOG_PERIOD_MIN, LOG_PERIOD_MAX = np.log(PITCH_MIN_PERIOD), np.log(PITCH_MAX_PERIOD)
@@ -80,12 +82,16 @@ NEUTRAL_FRAME[PERIOD_INDEX] = 100.0
 
 
 class Predictor(Protocol):
-    """Predicts the cepstra of the next frames from the previous decoded frames (batched)."""
+    """Predicts the cepstra of the next frames (batched) from the previous decoded frames and
+    each frame's own decoded pitch period and voicing (`current`: the bitstream carries them
+    before the residual, so the decoder knows them when it predicts)."""
 
     hidden: int
 
-    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, NB_FEATURES), (B, hidden) -> prediction (B, NB_BANDS), new state (B, hidden)."""
+    def __call__(self, previous: np.ndarray, current: np.ndarray, state: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, NB_FEATURES), (B, 2) [period, voicing], (B, hidden) -> prediction (B, NB_BANDS),
+        new state (B, hidden)."""
 
 
 class ZeroPredictor:
@@ -96,7 +102,8 @@ class ZeroPredictor:
     def __init__(self, mean: np.ndarray) -> None:
         self.mean = np.asarray(mean, dtype=np.float32)
 
-    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, previous: np.ndarray, current: np.ndarray, state: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """The mean cepstrum for every frame."""
         return np.broadcast_to(self.mean, (len(previous), NB_BANDS)).copy(), state
 
@@ -278,8 +285,11 @@ class PredictiveQuantizer:
         """State after a reset."""
         return PredictiveState(predictor_state=np.zeros((1, self.predictor.hidden), np.float32))
 
-    def _predict(self, state: PredictiveState) -> np.ndarray:
-        prediction, state.predictor_state = self.predictor(state.previous[None], state.predictor_state)
+    def _predict(self, state: PredictiveState, log_period: float, voicing: float) -> np.ndarray:
+        """The cepstrum predicted for a frame whose pitch and voicing are decoded already."""
+        current = np.array([[np.exp(log_period), voicing]], dtype=np.float32)
+        prediction, state.predictor_state = self.predictor(state.previous[None], current,
+                                                           state.predictor_state)
         return prediction[0]
 
     def _finish(self, state: PredictiveState, cepstrum: np.ndarray, log_period: float,
@@ -319,12 +329,12 @@ class PredictiveQuantizer:
 
     def encode(self, features: np.ndarray, writer: BitWriter, state: PredictiveState) -> np.ndarray:
         """Write one frame; return what the decoder will reconstruct."""
-        prediction = self._predict(state)
-        residual = features[:NB_BANDS] - prediction
         voicing_index = int(np.abs(self.voicing - features[CORR_INDEX]).argmin())
         voicing = float(self.voicing[voicing_index])
         pitch_fields, log_period = self._code_pitch(features[PERIOD_INDEX], voicing, state)
         pitch_bits = sum(bits for _, bits in pitch_fields)
+        prediction = self._predict(state, log_period, voicing)
+        residual = features[:NB_BANDS] - prediction
 
         # Rate control: the bits this frame would cost as a steady frame are spent; what is left
         # of the target goes to the reservoir, from which transient frames draw.
@@ -355,7 +365,6 @@ class PredictiveQuantizer:
 
     def decode(self, reader: BitReader, state: PredictiveState) -> np.ndarray:
         """Read one frame."""
-        prediction = self._predict(state)
         transient = reader.read(1)
         books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
                              else (self.steady_books, self.steady_index_bits))
@@ -368,15 +377,15 @@ class PredictiveQuantizer:
             else:
                 log_period = float(np.clip(log_period + self.pitch_deltas[pitch_index],
                                            LOG_PERIOD_MIN, LOG_PERIOD_MAX))
+        prediction = self._predict(state, log_period, voicing)
         indices = [reader.read(bits) for bits in index_bits]
         return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)
 
     def conceal(self, state: PredictiveState) -> np.ndarray:
         """A lost frame: the predictor's own guess, pitch held, voicing decaying."""
-        prediction = self._predict(state)
-        previous = state.previous
-        return self._finish(state, prediction, float(np.log(previous[PERIOD_INDEX])),
-                            0.9 * float(previous[CORR_INDEX]))
+        log_period = float(np.log(state.previous[PERIOD_INDEX]))
+        voicing = 0.9 * float(state.previous[CORR_INDEX])
+        return self._finish(state, self._predict(state, log_period, voicing), log_period, voicing)
 
 
 class OnnxPredictor:
@@ -390,12 +399,18 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(path), options,
                                                     providers=["CPUExecutionProvider"])
-        self.hidden = int(self.session.get_inputs()[1].shape[1])
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        if set(shapes) != {"previous", "current", "gru_state"}:
+            raise HopcodecError(f"{path}: a predictor graph of another layout (inputs "
+                             f"{', '.join(shapes)}); this build needs previous, current, gru_state")
+        self.hidden = int(shapes["gru_state"][1])
 
-    def __call__(self, previous: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, previous: np.ndarray, current: np.ndarray, state: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Prediction (B, NB_BANDS) and new GRU state."""
         prediction, new_state = self.session.run(None, {
-            "previous": previous.astype(np.float32), "gru_state": state.astype(np.float32)})
+            "previous": previous.astype(np.float32), "current": current.astype(np.float32),
+            "gru_state": state.astype(np.float32)})
         return prediction, new_state
 
 

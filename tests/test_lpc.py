@@ -72,3 +72,28 @@ def test_training_lpc_matches_the_runtime_on_real_and_near_silent_frames(speech_
         a, error = lpc_from_cepstrum(frame.astype(np.float64))
         np.testing.assert_allclose(a_t, a, atol=2e-3)
         assert e_t == pytest.approx(max(error, 0.0), rel=1e-3, abs=1e-9)
+
+
+def test_one_filter_equals_the_cascade_of_lpc_synthesis_and_deemphasis(speech_clip):
+    """The decoder runs 1/A(z) and de-emphasis as one all-pole filter whose predictor changes
+    every frame; a sample-by-sample cascade (each filter's own recursion, the LPC memory kept as
+    its own past outputs) gives the same speech."""
+    from streaming_core.constants import PREEMPHASIS
+    from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
+
+    rng = np.random.default_rng(3)
+    frames = analyze_signal(speech_clip)[:120]
+    state, combined, cascade = SynthesisFilterState(), [], []
+    inner, previous = np.zeros(LPC_ORDER), 0.0  # cascade memories: 1/A outputs (newest first)
+    for frame in frames:
+        a, residual = lpc_from_cepstrum(frame[:NB_BANDS])
+        excitation = rng.standard_normal(160) * np.sqrt(residual)
+        combined.append(synthesis_filter(excitation, a, state))
+        for x in excitation:
+            e = x - a[1:] @ inner
+            inner = np.r_[e, inner[:-1]]
+            previous = e + PREEMPHASIS * previous
+            cascade.append(previous)
+    combined, cascade = np.concatenate(combined), np.array(cascade)
+    assert np.abs(combined).max() > 0.01  # speech, not silence
+    np.testing.assert_allclose(combined, cascade, atol=1e-9 * np.abs(cascade).max())

@@ -106,7 +106,7 @@ def test_gilbert_elliott_losses_come_in_bursts():
 def test_onnx_predictor_matches_torch(speech):
     """The released ONNX graph and the released torch weights agree on real speech, hop by hop."""
     torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
-    from models.quantizer.model import FeaturePredictor, FeaturePredictorStep
+    from models.quantizer.model import CURRENT_PITCH, FeaturePredictor, FeaturePredictorStep
     from streaming_core.predictive import OnnxPredictor
 
     saved = torch.load(RELEASED / "predictor.pt", weights_only=False)
@@ -119,11 +119,36 @@ def test_onnx_predictor_matches_torch(speech):
     state_o = np.zeros((1, model.hidden), np.float32)
     worst = 0.0
     with torch.no_grad():
-        for frame in features[:200]:
-            expected, state_t = step(torch.from_numpy(frame[None]), state_t)
-            got, state_o = onnx(frame[None], state_o)
+        for previous, frame in zip(features[:200], features[1:201], strict=True):
+            current = frame[None, CURRENT_PITCH]
+            expected, state_t = step(torch.from_numpy(previous[None]), torch.from_numpy(current),
+                                     state_t)
+            got, state_o = onnx(previous[None], current, state_o)
             worst = max(worst, float(np.abs(expected.numpy() - got).max()))
     assert worst < 1e-4
+
+
+def test_prediction_uses_the_frames_own_pitch_and_voicing(speech):
+    """Format 6: the predictor also reads the frame's decoded pitch and voicing; on real speech
+    that lowers the prediction error against the same predictor told every frame is unvoiced
+    at the previous pitch (which is what the decoder would know without them)."""
+    from streaming_core.constants import CORR_INDEX, PERIOD_INDEX
+    from streaming_core.predictive import NEUTRAL_FRAME, OnnxPredictor
+
+    predictor = OnnxPredictor(RELEASED / "predictor.onnx")
+    features = analyze_signal(speech)[:300]
+    previous = np.vstack([NEUTRAL_FRAME, features[:-1]]).astype(np.float32)
+    told = features[:, [PERIOD_INDEX, CORR_INDEX]].astype(np.float32)
+    untold = np.stack([previous[:, PERIOD_INDEX], np.full(len(features), 0.1)], axis=1)
+    errors = {}
+    for name, current in (("told", told), ("untold", untold)):
+        state = np.zeros((1, predictor.hidden), np.float32)
+        error = 0.0
+        for t in range(len(features)):
+            prediction, state = predictor(previous[t : t + 1], current[t : t + 1], state)
+            error += float(((prediction[0] - features[t, :NB_BANDS]) ** 2).sum())
+        errors[name] = error
+    assert errors["told"] < 0.9 * errors["untold"]
 
 
 @pytest.mark.parametrize("name", ["hop-800", "hop-1600"])

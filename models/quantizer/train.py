@@ -4,7 +4,7 @@
         --release models/released
 
 1. open loop: the GRU predictor learns to predict each frame's cepstrum from the previous
-   clean frame (MSE on the cepstrum = log-spectral error);
+   clean frame and the frame's own pitch and voicing (MSE on the cepstrum = log-spectral error);
 2. codebooks: k-means on the prediction residuals ('s1'..'s5', the stages of one residual VQ);
 3. closed loop, twice: every sequence is coded by the real quantizer (a random mode of the
    ladder per sequence), the predictor is trained again on the *decoded* previous frames it
@@ -26,7 +26,12 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.quantizer.kmeans import assign, train_rvq
-from models.quantizer.model import FeaturePredictor, FeaturePredictorStep, TorchPredictor
+from models.quantizer.model import (
+    CURRENT_PITCH,
+    FeaturePredictor,
+    FeaturePredictorStep,
+    TorchPredictor,
+)
 from streaming_core.bitpack import BitWriter
 from streaming_core.constants import NB_BANDS, NB_FEATURES
 from streaming_core.predictive import CODEBOOK_SIZES, LADDER, NEUTRAL_FRAME, PredictiveQuantizer
@@ -43,25 +48,32 @@ def shifted_inputs(frames: np.ndarray) -> np.ndarray:
     return previous
 
 
-def pair_sampler(inputs: np.ndarray, targets: np.ndarray, seed: int, batch: int = 32):
-    """A function drawing random (inputs, targets) sequence batches."""
-    rng = np.random.default_rng(seed)
+def current_pitch(frames: np.ndarray) -> np.ndarray:
+    """The predictor's `current` input of each frame: its pitch period and voicing (..., 2)."""
+    return np.ascontiguousarray(frames[..., CURRENT_PITCH])
 
-    def sample() -> tuple[np.ndarray, np.ndarray]:
+
+def pair_sampler(decoded: np.ndarray, targets: np.ndarray, seed: int, batch: int = 32):
+    """A function drawing random (previous, current, targets) sequence batches of decoded
+    sequences and the clean ones they code."""
+    rng = np.random.default_rng(seed)
+    previous, current = shifted_inputs(decoded), current_pitch(decoded)
+
+    def sample() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pick = rng.integers(len(targets), size=batch)
-        return inputs[pick], targets[pick]
+        return previous[pick], current[pick], targets[pick]
 
     return sample
 
 
 def fit_predictor(model: FeaturePredictor, sample, steps: int, lr: float, desc: str, log) -> None:
-    """Train on (previous, target) batches from `sample()`; MSE on the cepstrum."""
+    """Train on (previous, current, target) batches from `sample()`; MSE on the cepstrum."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 0.05)
     running = None
     for step in (progress := tqdm(range(steps), desc=desc, unit="step")):
-        previous, target = sample()
-        prediction, _ = model(torch.from_numpy(previous))
+        previous, current, target = sample()
+        prediction, _ = model(torch.from_numpy(previous), torch.from_numpy(current))
         loss = ((prediction - torch.from_numpy(target[..., :NB_BANDS])) ** 2).sum(-1).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -76,9 +88,11 @@ def fit_predictor(model: FeaturePredictor, sample, steps: int, lr: float, desc: 
 
 
 @torch.no_grad()
-def residuals_of(model: FeaturePredictor, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Prediction residuals (n, 18) of sequences given their previous-frame inputs."""
-    prediction, _ = model(torch.from_numpy(previous))
+def residuals_of(model: FeaturePredictor, decoded: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Prediction residuals (n, 18) of clean sequences given the decoded ones (or the clean ones
+    themselves: open loop) the predictor sees."""
+    prediction, _ = model(torch.from_numpy(shifted_inputs(decoded)),
+                          torch.from_numpy(current_pitch(decoded)))
     return (target[..., :NB_BANDS] - prediction.numpy()).reshape(-1, NB_BANDS)
 
 
@@ -122,16 +136,20 @@ def export_predictor(model: FeaturePredictor, path: Path) -> float:
     import onnxruntime
 
     step = FeaturePredictorStep(model).eval()
-    previous = torch.from_numpy(np.tile(NEUTRAL_FRAME, (3, 1))) + 0.5 * torch.randn(3, NB_FEATURES)
-    state = 0.1 * torch.randn(3, model.hidden)
-    torch.onnx.export(step, (previous, state), str(path), input_names=["previous", "gru_state"],
-                      output_names=["prediction", "gru_state_out"], opset_version=17, dynamo=False,
-                      dynamic_axes={n: {0: "streams"} for n in
-                                    ["previous", "gru_state", "prediction", "gru_state_out"]})
+    previous = torch.from_numpy(np.tile(NEUTRAL_FRAME, (4, 1))) + 0.5 * torch.randn(4, NB_FEATURES)
+    previous[:, CURRENT_PITCH[0]] = torch.tensor([60.0, 100.0, 150.0, 200.0])
+    previous[:, CURRENT_PITCH[1]] = torch.tensor([0.9, 0.2, 0.8, 0.7])
+    current = torch.tensor([[62.0, 0.95], [100.0, 0.1], [70.0, 0.95], [200.0, 0.1]])
+    state = 0.1 * torch.randn(4, model.hidden)
+    names = ["previous", "current", "gru_state", "prediction", "gru_state_out"]
+    torch.onnx.export(step, (previous, current, state), str(path), input_names=names[:3],
+                      output_names=names[3:], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "streams"} for n in names})
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        expected = step(previous, state)
-    got = session.run(None, {"previous": previous.numpy(), "gru_state": state.numpy()})
+        expected = step(previous, current, state)
+    got = session.run(None, {"previous": previous.numpy(), "current": current.numpy(),
+                             "gru_state": state.numpy()})
     return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got, strict=True))
 
 
@@ -145,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--closed-steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--pool-batches", type=int, default=4,
+                        help="batches of 64 sequences coded closed loop (the codebooks' data)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,24 +176,25 @@ def main(argv: list[str] | None = None) -> None:
     train = FeatureDataset(args.cache, "train", seq_len=args.frames)
     batches = train.batches(64, seed=0)
 
-    def clean_batch() -> tuple[np.ndarray, np.ndarray]:
+    def clean_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frames = next(batches).features
-        return shifted_inputs(frames), frames
+        return shifted_inputs(frames), current_pitch(frames), frames
 
-    # A fixed pool of clean sequences (about 1.4 h) for codebooks and closed-loop coding.
-    pool = np.concatenate([next(batches).features for _ in range(4)])
+    # A fixed pool of clean sequences for codebooks and closed-loop coding (64 sequences of
+    # 2 s per batch: 4 batches are 8.5 min of speech).
+    pool = np.concatenate([next(batches).features for _ in range(args.pool_batches)])
     model = FeaturePredictor()
     print(f"FeaturePredictor: {sum(p.numel() for p in model.parameters()):,} parameters")
     fit_predictor(model, clean_batch, args.open_steps, 3e-3, "open loop", log)
-    books = fit_codebooks(residuals_of(model, shifted_inputs(pool), pool))
-    thresholds = thresholds_for(residuals_of(model, shifted_inputs(pool), pool), books, None)
+    residuals = residuals_of(model, pool, pool)
+    books = fit_codebooks(residuals)
+    thresholds = thresholds_for(residuals, books, None)
 
     for round_ in range(args.rounds):
         decoded = closed_loop_pairs(model, books, thresholds, pool, seed=round_)
-        inputs = shifted_inputs(decoded)
-        fit_predictor(model, pair_sampler(inputs, pool, round_), args.closed_steps, 1e-3,
+        fit_predictor(model, pair_sampler(decoded, pool, round_), args.closed_steps, 1e-3,
                       f"closed loop {round_ + 1}", log)
-        residuals = residuals_of(model, inputs, pool)
+        residuals = residuals_of(model, decoded, pool)
         books = fit_codebooks(residuals, init=books, seed=round_ + 1)
         thresholds = thresholds_for(residuals, books, None)
         torch.save({"config": model.config, "model": model.state_dict(), "codebooks": books,
@@ -202,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
                  **{f"threshold_{name}": np.float32(value) for name, value in thresholds.items()})
         (args.release / "predictor.json").write_text(json.dumps({
             "name": "feature-predictor", "config": model.config, "parity_max_abs_error": parity,
-            "inputs": {"previous": [None, NB_FEATURES], "gru_state": [None, model.hidden]},
+            "inputs": {"previous": [None, NB_FEATURES], "current": [None, len(CURRENT_PITCH)],
+                       "gru_state": [None, model.hidden]},
             "outputs": {"prediction": [None, NB_BANDS], "gru_state_out": [None, model.hidden]},
             "thresholds": thresholds, "training_seconds": round(time.time() - started),
         }, indent=2) + "\n")
