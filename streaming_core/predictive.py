@@ -61,7 +61,10 @@ PESQ-WB by 0.016, STOI by 0.006, ViSQOL by 0.016 and DNSMOS by 0.04 and lowered 
 encoder 1.1 and 1.9 times as slow as a beam of 8 (AMD EPYC VM). The encoder's real-time factor
 on one core (`encode_audio(x, mode, frames_per_packet=1)` on the bundled
 it_carlo_youarenext.wav, best of 5, `OMP_NUM_THREADS=1 taskset -c 0`, Intel Xeon VM): hop-1600
-greedy 0.032, beam 8 0.036, beam 8 with the weights below 0.038; hop-3200 0.036, 0.049, 0.049."""
+greedy 0.032, beam 8 0.036, beam 8 with the weights below 0.038; hop-3200 0.036, 0.049, 0.049
+(bitstream format 5). Format 6, whose bit reservoir takes the transient path more often at
+hop-1600, measured 0.040-0.043 at hop-1600 and 0.053 at hop-3200 (format 5 0.039-0.040 in the
+same runs)."""
 SEARCH_WEIGHTING = 0.15
 """Exponent g of the search's band weights 10^(g (log10 E_b - max log10 E)): a band's
 log-energy error counts less the quieter the band is against the frame's loudest (a band 30 dB

@@ -44,7 +44,8 @@ class FeaturePredictor(nn.Module):
 
     The output is the previous cepstrum plus a learned correction, so an untrained predictor
     already predicts 'no change'. On validation windows (open loop, 1500 steps) the current
-    frame's pitch and voicing lowered the prediction error by 7 to 10 % (bitstream format 6).
+    frame's pitch and voicing lowered the prediction error by 7 % (bitstream format 6;
+    models/README.md).
     """
 
     def __init__(self, hidden: int = 128, conditioning: int = 64) -> None:

@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--closed-steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--pool-batches", type=int, default=4,
-                        help="batches of 64 sequences coded closed loop (the codebooks' data)")
+    parser.add_argument("--hidden", type=int, default=128, help="the predictor GRU's size")
+    parser.add_argument("--pool-batches", type=int, default=16,
+                        help="batches of 64 sequences coded closed loop (the codebooks' data); "
+                             "with 4 the predictor overfitted them (models/README.md)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -181,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         return shifted_inputs(frames), current_pitch(frames), frames
 
     # A fixed pool of clean sequences for codebooks and closed-loop coding (64 sequences of
-    # 2 s per batch: 4 batches are 8.5 min of speech).
+    # 2 s per batch: 16 batches are 34 min of speech).
     pool = np.concatenate([next(batches).features for _ in range(args.pool_batches)])
-    model = FeaturePredictor()
+    model = FeaturePredictor(hidden=args.hidden)
     print(f"FeaturePredictor: {sum(p.numel() for p in model.parameters()):,} parameters")
     fit_predictor(model, clean_batch, args.open_steps, 3e-3, "open loop", log)
     residuals = residuals_of(model, pool, pool)
