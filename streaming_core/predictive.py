@@ -63,8 +63,10 @@ on one core (`encode_audio(x, mode, frames_per_packet=1)` on the bundled
 it_carlo_youarenext.wav, best of 5, `OMP_NUM_THREADS=1 taskset -c 0`, Intel Xeon VM): hop-1600
 greedy 0.032, beam 8 0.036, beam 8 with the weights below 0.038; hop-3200 0.036, 0.049, 0.049
 (bitstream format 5). Format 6, whose bit reservoir takes the transient path more often at
-hop-1600, measured 0.040-0.043 at hop-1600 and 0.053 at hop-3200 (format 5 0.039-0.040 in the
-same runs)."""
+hop-1600, measured 0.040-0.043 at hop-1600 in runs alternating with format 5 (0.039-0.040
+there), and later, with the VM slower and `rvq_encode` no longer summing the codewords it chose
+(the encoder's `_reconstruct` does): hop-1600 0.045, hop-3200 0.057 (0.045-0.046 and 0.060
+with the sum, alternating runs)."""
 SEARCH_WEIGHTING = 0.15
 """Exponent g of the search's band weights 10^(g (log10 E_b - max log10 E)): a band's
 log-energy error counts less the quieter the band is against the frame's loudest (a band 30 dB
@@ -82,6 +84,11 @@ NEUTRAL_FRAME = np.zeros(NB_FEATURES, dtype=np.float32)
 """What the predictor sees before the first frame of a stream (silence-like, unvoiced)."""
 NEUTRAL_FRAME[0] = -20.0
 NEUTRAL_FRAME[PERIOD_INDEX] = 100.0
+
+
+CURRENT_PITCH = [PERIOD_INDEX, CORR_INDEX]
+"""The feature columns of the predictor's `current` input, in its order: the frame's own decoded
+pitch period and voicing (the bitstream carries them before the residual)."""
 
 
 class Predictor(Protocol):
@@ -113,8 +120,8 @@ class ZeroPredictor:
 
 def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
                weights: np.ndarray | None = None,
-               band_books: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Residual VQ: indices (B, stages) and the quantized residual (B, NB_BANDS).
+               band_books: list[np.ndarray] | None = None) -> np.ndarray:
+    """Residual VQ: the chosen codeword indices (B, stages) of residuals (B, NB_BANDS).
 
     `beam` = 1 is the greedy search (each stage takes the codeword nearest to what the stages
     before it left); a wider beam keeps the `beam` best partial paths after every stage (the
@@ -123,7 +130,9 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     Trans. Speech Audio Proc. 1993), which finds combinations of stages the greedy path misses.
     `weights` (B, NB_BANDS), when given, weighs each band's log-energy error in the distance
     (the cepstral distance is the unweighted band distance: the DCT is orthonormal);
-    `band_books`, the books as log band energies, spare that transform on every call.
+    `band_books`, the books as log band energies, spare that transform on every call. The
+    quantized residual is the sum of the chosen codewords (`_reconstruct` adds them to the
+    prediction in the one order encoder and decoder share).
     """
     residual = np.asarray(residual, dtype=np.float32)
     count = len(residual)
@@ -157,11 +166,7 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
         parent, entry = np.divmod(best, book.shape[1])
         paths = np.concatenate((paths[rows, parent], entry[..., None]), axis=-1)
         remaining = candidates[rows, parent, entry]
-    indices = paths[:, 0]
-    quantized = np.zeros_like(residual)
-    for stage, book in enumerate(books):
-        quantized += book[indices[:, stage]]
-    return indices, quantized
+    return paths[:, 0]
 
 
 def loudness_weights(cepstra: np.ndarray, exponent: float = SEARCH_WEIGHTING) -> np.ndarray:
@@ -290,7 +295,7 @@ class PredictiveQuantizer:
 
     def _predict(self, state: PredictiveState, log_period: float, voicing: float) -> np.ndarray:
         """The cepstrum predicted for a frame whose pitch and voicing are decoded already."""
-        current = np.array([[np.exp(log_period), voicing]], dtype=np.float32)
+        current = np.array([[np.exp(log_period), voicing]], dtype=np.float32)  # CURRENT_PITCH
         prediction, state.predictor_state = self.predictor(state.previous[None], current,
                                                            state.predictor_state)
         return prediction[0]
@@ -360,7 +365,7 @@ class PredictiveQuantizer:
 
         weights = (loudness_weights(features[None, :NB_BANDS], self.search_weighting)
                    if self.search_weighting else None)
-        indices = (rvq_encode(residual[None], books, self.search_beam, weights, band_books)[0][0]
+        indices = (rvq_encode(residual[None], books, self.search_beam, weights, band_books)[0]
                    if books else [])
         for index, bits in zip(indices, index_bits, strict=True):
             writer.write(int(index), bits)

@@ -106,8 +106,8 @@ def test_gilbert_elliott_losses_come_in_bursts():
 def test_onnx_predictor_matches_torch(speech):
     """The released ONNX graph and the released torch weights agree on real speech, hop by hop."""
     torch = pytest.importorskip("torch", reason="parity needs torch: pip install torch==2.13.0")
-    from models.quantizer.model import CURRENT_PITCH, FeaturePredictor, FeaturePredictorStep
-    from streaming_core.predictive import OnnxPredictor
+    from models.quantizer.model import FeaturePredictor, FeaturePredictorStep
+    from streaming_core.predictive import CURRENT_PITCH, OnnxPredictor
 
     saved = torch.load(RELEASED / "predictor.pt", weights_only=False)
     model = FeaturePredictor(**saved["config"])
@@ -191,7 +191,8 @@ def test_beam_search_finds_the_best_stage_combination(speech):
     residual = features - features.mean(axis=0)  # spread like the predictor's residuals
     errors = {}
     for beam in (1, 8, len(books[0])):
-        _, quantized = rvq_encode(residual, books, beam)
+        chosen = rvq_encode(residual, books, beam)
+        quantized = books[0][chosen[:, 0]] + books[1][chosen[:, 1]]
         errors[beam] = ((residual - quantized) ** 2).sum(-1)
     pairs = books[0][:, None, :] + books[1][None, :, :]  # every combination of the two stages
     exhaustive = ((residual[:, None, None, :] - pairs[None]) ** 2).sum(-1).reshape(len(residual), -1)
@@ -209,19 +210,18 @@ def test_weighted_search_minimises_the_weighted_band_error(speech):
     books = get_mode("hop-1600").quantizer.transient_books
     features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
     residual = features - features.mean(axis=0)
-    plain, _ = rvq_encode(residual, books, 8)
-    uniform, _ = rvq_encode(residual, books, 8, np.ones_like(residual))
+    plain = rvq_encode(residual, books, 8)
+    uniform = rvq_encode(residual, books, 8, np.ones_like(residual))
     assert (plain == uniform).mean() > 0.99  # float rounding may flip a near tie
     loudness = log_energies_from_cepstrum(features)
     weights = 10.0 ** (0.15 * (loudness - loudness.max(axis=1, keepdims=True)))
     np.testing.assert_allclose(loudness_weights(features, 0.15), weights, rtol=1e-6)
-    chosen, quantized = rvq_encode(residual, books, len(books[0]), weights)
-    np.testing.assert_allclose(quantized, books[0][chosen[:, 0]] + books[1][chosen[:, 1]], atol=1e-6)
+    chosen = rvq_encode(residual, books, len(books[0]), weights)
     pairs = books[0][:, None, :] + books[1][None, :, :]
     band_errors = log_energies_from_cepstrum(residual[:, None, None, :] - pairs[None])
     weighted = (weights[:, None, None, :] * band_errors**2).sum(-1).reshape(len(residual), -1)
     assert np.all(chosen[:, 0] * len(books[1]) + chosen[:, 1] == weighted.argmin(axis=1))
-    unweighted, _ = rvq_encode(residual, books, len(books[0]))
+    unweighted = rvq_encode(residual, books, len(books[0]))
     assert (chosen != unweighted).any(axis=1).mean() > 0.1  # the weights do change the choice
 
 
@@ -263,3 +263,29 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
     assert weighted_error(books) < before
     for name, book in quantizer.codebooks.items():
         np.testing.assert_array_equal(book, released[name])
+
+
+def test_a_predictor_graph_of_the_older_layout_is_refused(tmp_path):
+    """A format-5 predictor graph (inputs previous and gru_state, no `current`) is refused with
+    a message that names the inputs, not run with the wrong meaning."""
+    onnx = pytest.importorskip("onnx", reason="building a graph needs onnx (the train extra)")
+    from onnx import TensorProto, helper
+
+    from streaming_core.errors import HopcodecError
+    from streaming_core.predictive import OnnxPredictor
+
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["previous", "starts", "ends", "axes"], ["prediction"]),
+         helper.make_node("Identity", ["gru_state"], ["gru_state_out"])],
+        "old_predictor",
+        [helper.make_tensor_value_info("previous", TensorProto.FLOAT, [None, 20]),
+         helper.make_tensor_value_info("gru_state", TensorProto.FLOAT, [None, 128])],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, [None, NB_BANDS]),
+         helper.make_tensor_value_info("gru_state_out", TensorProto.FLOAT, [None, 128])],
+        [helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+         helper.make_tensor("ends", TensorProto.INT64, [1], [NB_BANDS]),
+         helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    path = tmp_path / "predictor.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(HopcodecError, match="previous, gru_state.*needs previous, current, gru_state"):
+        OnnxPredictor(path)

@@ -16,15 +16,15 @@ from streaming_core.constants import (
 )
 from streaming_core.predictive import VOICED
 
-CURRENT_PITCH = [PERIOD_INDEX, CORR_INDEX]
-"""Columns of a feature frame that make the predictor's `current` input: the frame's own decoded
-pitch period and voicing, which the bitstream carries before the residual."""
+SIDE_INPUTS = 4
+"""Width of `side_inputs`."""
 LOG_PERIOD_CENTRE = 4.5
 """About log(90 samples): centres the log period of the side inputs."""
 
 
 def side_inputs(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """(..., 4): what the current frame's pitch and voicing tell about its spectrum.
+    """(..., SIDE_INPUTS): what the current frame's pitch and voicing (`current`, (..., 2) in
+    the order of `CURRENT_PITCH`) tell about its spectrum.
 
     Whether it is voiced, whether its voicing changed from the previous frame (an onset or an
     offset), the change of log period (voiced frames), and the log period itself (voiced).
@@ -53,7 +53,7 @@ class FeaturePredictor(nn.Module):
         self.config = {"hidden": hidden, "conditioning": conditioning}
         self.hidden = hidden
         self.previous_in = nn.Linear(NB_FEATURES, conditioning)
-        self.current_in = nn.Linear(4, conditioning)
+        self.current_in = nn.Linear(SIDE_INPUTS, conditioning)
         self.gru = nn.GRU(conditioning, hidden, batch_first=True)
         self.correction = nn.Linear(hidden, NB_BANDS)
         nn.init.zeros_(self.correction.weight)

@@ -77,12 +77,12 @@ def recording_search(record: SearchRecord) -> Iterator[None]:
     search = predictive.rvq_encode
 
     def recorded(residual, books, beam=1, weights=None, band_books=None):  # noqa: ANN001, ANN202
-        indices, quantized = search(residual, books, beam, weights, band_books)
+        indices = search(residual, books, beam, weights, band_books)
         record.residuals.append(np.asarray(residual[0], np.float64))
         record.stages.append(names[tuple(map(id, books))])
         record.indices.append(indices[0])
         record.weights.append(np.ones(NB_BANDS) if weights is None else np.asarray(weights[0]))
-        return indices, quantized
+        return indices
 
     predictive.rvq_encode = recorded
     try:

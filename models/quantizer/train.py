@@ -26,15 +26,16 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.quantizer.kmeans import assign, train_rvq
-from models.quantizer.model import (
-    CURRENT_PITCH,
-    FeaturePredictor,
-    FeaturePredictorStep,
-    TorchPredictor,
-)
+from models.quantizer.model import FeaturePredictor, FeaturePredictorStep, TorchPredictor
 from streaming_core.bitpack import BitWriter
 from streaming_core.constants import NB_BANDS, NB_FEATURES
-from streaming_core.predictive import CODEBOOK_SIZES, LADDER, NEUTRAL_FRAME, PredictiveQuantizer
+from streaming_core.predictive import (
+    CODEBOOK_SIZES,
+    CURRENT_PITCH,
+    LADDER,
+    NEUTRAL_FRAME,
+    PredictiveQuantizer,
+)
 
 STAGES = ["s1", "s2", "s3", "s4", "s5"]
 DEMAND_OVER_SUPPLY = 1.3
