@@ -1,4 +1,5 @@
-"""Training pieces of the neural decoder: the feature enhancer and the adversarial loss."""
+"""Training pieces of the neural decoder: the feature enhancer, the adversarial loss and the
+noise source's pulse envelope."""
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from models.vocoder.discriminator import (  # noqa: E402
     generator_losses,
 )
 from models.vocoder.enhancer import FeatureEnhancer, unquantized_bitrate  # noqa: E402
+from models.vocoder.model import HopVocoder  # noqa: E402
 from models.vocoder.train_enhancer import enhancer_loss, trajectory_mse  # noqa: E402
 from streaming_core.analysis import analyze_signal  # noqa: E402
+from streaming_core.constants import CORR_INDEX  # noqa: E402
 
 
 def test_untrained_enhancer_is_the_identity(speech):
@@ -50,3 +53,33 @@ def test_discriminator_learns_recorded_from_decoded(speech):
     adversarial, matching = generator_losses(discriminator(real), discriminator(fake))
     assert float(adversarial.detach()) > 0.5  # the trained discriminator scores the noisy copy as fake
     assert float(matching.detach()) > 0.0
+
+
+def test_noise_pulse_envelope_has_unit_power_and_peaks_once_per_period():
+    vocoder = HopVocoder(noise_pulse_depth=0.99)
+    phase = torch.linspace(0, 2 * np.pi, 4001)[:-1].reshape(1, 1, -1)  # one period, evenly
+    voiced = vocoder._pulse_envelope(phase, torch.full((1, 1), 0.95))
+    assert float((voiced**2).mean()) == pytest.approx(1.0, rel=1e-3)
+    assert float(phase[..., voiced.argmax()]) == pytest.approx(np.pi, abs=1e-2)
+    assert float(voiced.max() / voiced.min()) > 50  # bursts, not a ripple
+    unvoiced = vocoder._pulse_envelope(phase, torch.full((1, 1), 0.1))
+    torch.testing.assert_close(unvoiced, torch.ones_like(unvoiced))
+    with pytest.raises(ValueError, match="noise_pulse_depth"):
+        HopVocoder(noise_pulse_depth=1.5)
+
+
+def test_noise_pulses_change_voiced_frames_only(speech):
+    torch.manual_seed(0)
+    flat = HopVocoder(hidden=32, conditioning=16)
+    pulsed = HopVocoder(hidden=32, conditioning=16, noise_pulse_depth=0.99)
+    pulsed.load_state_dict(flat.state_dict())  # the depth is no weight: same parameters
+    features = torch.from_numpy(analyze_signal(speech).astype(np.float32))[None]
+    noise = torch.randn(1, features.shape[1], 160)
+    with torch.no_grad():
+        a, _, _ = flat(features, noise)
+        b, _, _ = pulsed(features, noise)
+    voiced = features[0, :, CORR_INDEX] >= 0.55
+    unvoiced = features[0, :, CORR_INDEX] <= 0.45
+    assert voiced.sum() > 20 and unvoiced.sum() > 20  # real speech has both
+    torch.testing.assert_close(a[0, unvoiced], b[0, unvoiced])
+    assert float((a[0, voiced] - b[0, voiced]).abs().mean()) > 0.01 * float(a[0, voiced].abs().mean())

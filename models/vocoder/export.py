@@ -24,10 +24,14 @@ INPUT_NAMES = ["features", "bitrate", "noise", "gru_state", "phase", "enhancer_s
 OUTPUT_NAMES = ["excitation", "cepstrum", "gru_state_out", "phase_out", "enhancer_state_out"]
 
 
-def load_checkpoint(path: Path) -> HopVocoder:
-    """The vocoder saved in a training checkpoint (constructor arguments travel with it)."""
+def load_checkpoint(path: Path, noise_pulse_depth: float | None = None) -> HopVocoder:
+    """The vocoder saved in a training checkpoint (constructor arguments travel with it);
+    `noise_pulse_depth` replaces the checkpoint's (a run-time choice: no weights depend on it)."""
     saved = torch.load(path, weights_only=False, map_location="cpu")
-    model = HopVocoder(**saved["config"])
+    config = dict(saved["config"])
+    if noise_pulse_depth is not None:
+        config["noise_pulse_depth"] = noise_pulse_depth
+    model = HopVocoder(**config)
     model.load_state_dict(saved["model"])
     return model.eval()
 
@@ -58,7 +62,8 @@ def example_inputs(graph: HopDecoderGraph, batch: int = 1, hops: int = 2,
 
 def flops_per_hop(graph: HopDecoderGraph) -> int:
     """Floating-point operations of one hop of the graph (a multiply-add counts 2), counted
-    from the layer sizes: the matrix products, the harmonic cosines and the noise DFTs."""
+    from the layer sizes: the matrix products, the harmonic cosines, the noise DFTs and the
+    noise's pulse envelope."""
     vocoder = graph.vocoder
     conditioning, hidden = vocoder.config["conditioning"], vocoder.hidden
     harmonics, bins = vocoder.harmonics, HOP // 2 + 1
@@ -68,6 +73,8 @@ def flops_per_hop(graph: HopDecoderGraph) -> int:
     flops += 2 * harmonics * NB_BANDS  # harmonic amplitudes
     flops += harmonics * HOP * 3  # cosine (counted once) and multiply-add of each harmonic
     flops += 2 * 2 * HOP * bins * 2 + 2 * NB_BANDS * bins  # noise: DFT, shaping, inverse DFT
+    if vocoder.noise_pulse_depth > 0:
+        flops += 7 * HOP  # pulse envelope: cosine, exponential, 5 multiplies and adds per sample
     width = graph.enhancer.hidden
     flops += 2 * 3 * width * (NB_FEATURES + 1 + width)  # enhancer GRU
     flops += 2 * (width + NB_FEATURES + 1) * (NB_BANDS - 1)  # its correction of c1..c17
@@ -142,12 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--enhancer", type=Path,
                         help="FeatureEnhancer training checkpoint (default: none, an identity)")
     parser.add_argument("--version", default="1")
+    parser.add_argument("--noise-pulse-depth", type=float, metavar="D",
+                        help="pitch-synchronous modulation of the noise source in voiced frames, "
+                        "0..1 (default: the checkpoint's own, 0 if it has none)")
     parser.add_argument("--torch-copies", action="store_true",
                         help="also write hopvocoder.pt (and enhancer.pt) beside the graph: the "
                         "weights alone, for the parity tests")
     args = parser.parse_args(argv)
     enhancer = load_enhancer(args.enhancer) if args.enhancer else FeatureEnhancer().eval()
-    graph = HopDecoderGraph(load_checkpoint(args.checkpoint), enhancer)
+    graph = HopDecoderGraph(load_checkpoint(args.checkpoint, args.noise_pulse_depth), enhancer)
     metadata = export(graph, args.output, args.version)
     if args.torch_copies:
         folder = args.output.parent

@@ -5,9 +5,13 @@ for 18 bands of a harmonic source and 18 bands of a noise source. The harmonic s
 of cosines at multiples of the decoded f0, phase-continuous across hops, with fixed random
 phase offsets per harmonic (so the pulse is not a buzzy zero-phase click); the noise source is
 white noise given as an input (so decoding is deterministic), shaped per frame in the frequency
-domain. Their sum is the excitation of the LPC synthesis filter, scaled to the LPC residual
-power. The idea is a neural source-filter model (Wang, Takaki, Yamagishi 2019) feeding an LPC
-filter as in LPCNet (Valin & Skoglund 2019).
+domain. In voiced frames the noise is first multiplied by a pitch-synchronous pulse envelope
+(`noise_pulse_depth`; the noise of voiced speech comes in bursts at each glottal pulse, and
+unmodulated it is heard as hiss beside the voice: the time-domain noise envelope of the
+harmonic-plus-noise model, Stylianou, IEEE Trans. Speech Audio Proc. 2001). Their sum is the
+excitation of the LPC synthesis filter, scaled to the LPC residual power. The idea is a neural
+source-filter model (Wang, Takaki, Yamagishi 2019) feeding an LPC filter as in LPCNet (Valin &
+Skoglund 2019).
 """
 
 import numpy as np
@@ -17,6 +21,7 @@ from torch import nn
 from models.layers import FeatureNormalizer
 from models.vocoder.enhancer import FeatureEnhancer
 from streaming_core.constants import (
+    CORR_INDEX,
     HOP,
     NB_BANDS,
     NB_FEATURES,
@@ -29,6 +34,16 @@ from streaming_core.spectrum import band_interpolation
 
 MAX_HARMONIC_HZ = 7800.0
 NOISE_BINS = HOP // 2 + 1
+PULSE_SHARPNESS = 8.0
+"""kappa of the noise pulse envelope exp(kappa (cos(phase - PULSE_PHASE) - 1)): a sixth of
+each pitch period wide (at 1/e)."""
+PULSE_PHASE = np.pi
+"""Phase of the fundamental at which the noise pulse peaks (cos(phase - pi) = -cos(phase) in
+`_pulse_envelope`). With the harmonics' fixed phase offsets (seed 0) a sweep over validation
+clips found pi best (models/README.md)."""
+PULSE_MEAN = float(np.exp(-PULSE_SHARPNESS) * np.i0(PULSE_SHARPNESS))
+PULSE_MEAN_SQUARE = float(np.exp(-2 * PULSE_SHARPNESS) * np.i0(2 * PULSE_SHARPNESS))
+"""Mean of the pulse and of its square over a period: exp(-k) I0(k), exp(-2k) I0(2k)."""
 
 
 def _band_weights_at(bins: np.ndarray) -> np.ndarray:
@@ -44,10 +59,12 @@ class HopVocoder(nn.Module):
     """Features -> unit-power excitation, one GRU step per hop."""
 
     def __init__(self, hidden: int = 256, conditioning: int = 128, harmonics: int = 80,
-                 seed: int = 0) -> None:
+                 seed: int = 0, noise_pulse_depth: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= noise_pulse_depth <= 1.0:
+            raise ValueError(f"noise_pulse_depth must be in [0, 1], got {noise_pulse_depth}")
         self.config = {"hidden": hidden, "conditioning": conditioning, "harmonics": harmonics,
-                       "seed": seed}
+                       "seed": seed, "noise_pulse_depth": noise_pulse_depth}
         self.hidden, self.harmonics = hidden, harmonics
         self.conditioning = nn.Sequential(
             nn.Linear(NB_FEATURES, conditioning), nn.Tanh(),
@@ -55,6 +72,7 @@ class HopVocoder(nn.Module):
         )
         self.gru = nn.GRU(conditioning, hidden, batch_first=True)
         self.gains = nn.Linear(hidden + conditioning, 2 * NB_BANDS)
+        self.noise_pulse_depth = noise_pulse_depth
         rng = np.random.default_rng(seed)
         self.normalize = FeatureNormalizer()
         self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32))
@@ -90,6 +108,19 @@ class HopVocoder(nn.Module):
         audible = (frequency < MAX_HARMONIC_HZ).float()
         return amplitude * audible * torch.sqrt(2.0 * f0[..., None] / (SAMPLE_RATE / 2))
 
+    def _pulse_envelope(self, phase: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+        """(B, T, HOP) gain of the noise: 1 + v (g(phase) - 1), v = 1 in voiced frames (voicing
+        >= 0.55), 0 below 0.45, a ramp between. g = (1 - d + d p) / rms mixes a unit-power pulse
+        p per pitch period into the flat noise as much as the depth d, at unit power; written
+        as exp(-k cos(phase) + c1) + c2 (PULSE_PHASE = pi) to keep the graph small."""
+        d = self.noise_pulse_depth
+        pulse_rms = np.sqrt(PULSE_MEAN_SQUARE)
+        rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2)
+        c1 = float(-PULSE_SHARPNESS + np.log(d / (pulse_rms * rms)))
+        c2 = float((1 - d) / rms - 1)
+        voiced = ((voicing - 0.45) * 10.0).clamp(0.0, 1.0)[..., None]
+        return 1.0 + voiced * (torch.exp(torch.cos(phase) * -PULSE_SHARPNESS + c1) + c2)
+
     def excitation(self, features: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor,
                    outputs: torch.Tensor, start_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Excitation (B, T, HOP) from GRU outputs; returns it and the phase (B, 1, float64)
@@ -111,6 +142,8 @@ class HopVocoder(nn.Module):
         harmonic = torch.einsum("btsk,btk->bts", basis, amplitude)  # basis: (B, T, HOP, K)
         noise_gain = torch.exp(log_gains[..., NB_BANDS:].clamp(-10.0, 4.0)) @ self.noise_weights.T
         # Real DFT and its inverse as matrix products (exportable to ONNX, fast on CPU).
+        if self.noise_pulse_depth > 0:
+            noise = noise * self._pulse_envelope(phase, features[..., CORR_INDEX])
         real, imag = noise @ self.dft_cos, noise @ self.dft_sin
         shaped = (real * noise_gain) @ self.idft_cos + (imag * noise_gain) @ self.idft_sin
         return harmonic + shaped, phase_after

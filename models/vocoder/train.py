@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quantize", metavar="MODES",
                         help="fine-tune on decoded features of these modes (comma-separated)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint's weights")
+    parser.add_argument("--noise-pulse-depth", type=float, metavar="D",
+                        help="train with the noise source modulated pitch-synchronously in voiced "
+                        "frames (HopVocoder's noise_pulse_depth; default: the --init "
+                        "checkpoint's, else 0)")
     parser.add_argument("--enhancer", type=Path,
                         help="FeatureEnhancer checkpoint (frozen) to put before the vocoder")
     parser.add_argument("--valid-every", type=int, default=250)
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     train = FeatureDataset(args.cache, "train", seq_len=args.frames, with_signal=True)
     valid = FeatureDataset(args.cache, "valid", seq_len=args.frames, with_signal=True, copies=[0])
 
-    model, lpc = HopVocoder(), LpcFromCepstrum()
+    model, lpc = HopVocoder(noise_pulse_depth=args.noise_pulse_depth or 0.0), LpcFromCepstrum()
     enhancer = None
     if args.enhancer:
         from models.vocoder.export import load_enhancer
@@ -202,7 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         step, history = saved["step"], saved["history"]
     elif args.init:
         saved = torch.load(args.init, weights_only=False)
-        model = HopVocoder(**saved["config"])
+        config = dict(saved["config"])
+        if args.noise_pulse_depth is not None:
+            config["noise_pulse_depth"] = args.noise_pulse_depth
+        model = HopVocoder(**config)
         model.load_state_dict(saved["model"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     adversary = None
