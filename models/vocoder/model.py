@@ -35,12 +35,9 @@ from streaming_core.spectrum import band_interpolation
 MAX_HARMONIC_HZ = 7800.0
 NOISE_BINS = HOP // 2 + 1
 PULSE_SHARPNESS = 8.0
-"""kappa of the noise pulse envelope exp(kappa (cos(phase - PULSE_PHASE) - 1)): a sixth of
-each pitch period wide (at 1/e)."""
-PULSE_PHASE = np.pi
-"""Phase of the fundamental at which the noise pulse peaks (cos(phase - pi) = -cos(phase) in
-`_pulse_envelope`). With the harmonics' fixed phase offsets (seed 0) a sweep over validation
-clips found pi best (models/README.md)."""
+"""kappa of the noise pulse exp(kappa (cos(phase - pi) - 1)): a sixth of each pitch period wide
+(at 1/e). It peaks at phase pi of the fundamental: with the harmonics' fixed phase offsets
+(seed 0) a sweep over validation clips found pi best (models/README.md)."""
 PULSE_MEAN = float(np.exp(-PULSE_SHARPNESS) * np.i0(PULSE_SHARPNESS))
 PULSE_MEAN_SQUARE = float(np.exp(-2 * PULSE_SHARPNESS) * np.i0(2 * PULSE_SHARPNESS))
 """Mean of the pulse and of its square over a period: exp(-k) I0(k), exp(-2k) I0(2k)."""
@@ -112,7 +109,8 @@ class HopVocoder(nn.Module):
         """(B, T, HOP) gain of the noise: 1 + v (g(phase) - 1), v = 1 in voiced frames (voicing
         >= 0.55), 0 below 0.45, a ramp between. g = (1 - d + d p) / rms mixes a unit-power pulse
         p per pitch period into the flat noise as much as the depth d, at unit power; written
-        as exp(-k cos(phase) + c1) + c2 (PULSE_PHASE = pi) to keep the graph small."""
+        as exp(-k cos(phase) + c1) + c2 (cos(phase - pi) = -cos(phase)) to keep the graph small.
+        """
         d = self.noise_pulse_depth
         pulse_rms = np.sqrt(PULSE_MEAN_SQUARE)
         rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2)
@@ -141,9 +139,9 @@ class HopVocoder(nn.Module):
             basis = torch.cos(phase[..., None] * self.harmonic_numbers + self.harmonic_phases)
         harmonic = torch.einsum("btsk,btk->bts", basis, amplitude)  # basis: (B, T, HOP, K)
         noise_gain = torch.exp(log_gains[..., NB_BANDS:].clamp(-10.0, 4.0)) @ self.noise_weights.T
-        # Real DFT and its inverse as matrix products (exportable to ONNX, fast on CPU).
         if self.noise_pulse_depth > 0:
             noise = noise * self._pulse_envelope(phase, features[..., CORR_INDEX])
+        # Real DFT and its inverse as matrix products (exportable to ONNX, fast on CPU).
         real, imag = noise @ self.dft_cos, noise @ self.dft_sin
         shaped = (real * noise_gain) @ self.idft_cos + (imag * noise_gain) @ self.idft_sin
         return harmonic + shaped, phase_after
