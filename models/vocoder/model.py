@@ -30,6 +30,7 @@ from streaming_core.constants import (
     PITCH_MIN_PERIOD,
     SAMPLE_RATE,
 )
+from streaming_core.predictive import VOICED
 from streaming_core.spectrum import band_interpolation
 
 MAX_HARMONIC_HZ = 7800.0
@@ -70,6 +71,12 @@ class HopVocoder(nn.Module):
         self.gru = nn.GRU(conditioning, hidden, batch_first=True)
         self.gains = nn.Linear(hidden + conditioning, 2 * NB_BANDS)
         self.noise_pulse_depth = noise_pulse_depth
+        if noise_pulse_depth > 0:  # the envelope's two constants (`_pulse_envelope`)
+            d = noise_pulse_depth
+            pulse_rms = np.sqrt(PULSE_MEAN_SQUARE)
+            rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2)
+            self.pulse_offsets = (float(-PULSE_SHARPNESS + np.log(d / (pulse_rms * rms))),
+                                  float((1 - d) / rms - 1))
         rng = np.random.default_rng(seed)
         self.normalize = FeatureNormalizer()
         self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32))
@@ -107,16 +114,12 @@ class HopVocoder(nn.Module):
 
     def _pulse_envelope(self, phase: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
         """(B, T, HOP) gain of the noise: 1 + v (g(phase) - 1), v = 1 in voiced frames (voicing
-        >= 0.55), 0 below 0.45, a ramp between. g = (1 - d + d p) / rms mixes a unit-power pulse
-        p per pitch period into the flat noise as much as the depth d, at unit power; written
-        as exp(-k cos(phase) + c1) + c2 (cos(phase - pi) = -cos(phase)) to keep the graph small.
-        """
-        d = self.noise_pulse_depth
-        pulse_rms = np.sqrt(PULSE_MEAN_SQUARE)
-        rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2)
-        c1 = float(-PULSE_SHARPNESS + np.log(d / (pulse_rms * rms)))
-        c2 = float((1 - d) / rms - 1)
-        voiced = ((voicing - 0.45) * 10.0).clamp(0.0, 1.0)[..., None]
+        at least 0.05 above `VOICED`), 0 as far below, a ramp between. g = (1 - d + d p) / rms
+        mixes a unit-power pulse p per pitch period into the flat noise as much as the depth d,
+        at unit power; written as exp(-k cos(phase) + c1) + c2 (cos(phase - pi) = -cos(phase))
+        to keep the graph small."""
+        c1, c2 = self.pulse_offsets
+        voiced = ((voicing - VOICED) * 10.0 + 0.5).clamp(0.0, 1.0)[..., None]
         return 1.0 + voiced * (torch.exp(torch.cos(phase) * -PULSE_SHARPNESS + c1) + c2)
 
     def excitation(self, features: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor,
