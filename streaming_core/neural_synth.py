@@ -10,6 +10,7 @@ noise generator that feeds it, and the filter memories. No torch at run time.
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +100,6 @@ class NeuralSynthesizer:
         excitation, cepstrum = self.run_graph(features, state, bitrate_bps)
         for i in range(len(features)):
             a, residual_power = lpc_from_cepstrum(cepstrum[i])
-            speech = synthesis_filter(excitation[i] * np.sqrt(max(residual_power, 0.0)), a,
-                                      state.filters)
-            out[i * HOP : (i + 1) * HOP] = np.clip(speech, -1.0, 1.0)
-        return out
+            out[i * HOP : (i + 1) * HOP] = synthesis_filter(
+                excitation[i] * math.sqrt(max(residual_power, 0.0)), a, state.filters)
+        return np.clip(out, -1.0, 1.0, out=out)

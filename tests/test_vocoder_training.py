@@ -83,3 +83,37 @@ def test_noise_pulses_change_voiced_frames_only(speech):
     assert voiced.sum() > 20 and unvoiced.sum() > 20  # real speech has both
     torch.testing.assert_close(a[0, unvoiced], b[0, unvoiced])
     assert float((a[0, voiced] - b[0, voiced]).abs().mean()) > 0.01 * float(a[0, voiced].abs().mean())
+
+
+def test_harmonic_sum_in_blocks_equals_the_direct_sum():
+    """The block factorisation of the harmonic sum against sum_k a_k cos(k phase(s) + phi_k)
+    computed sample by sample in float64."""
+    model = HopVocoder()
+    g = torch.Generator().manual_seed(3)
+    phase_before = torch.rand(2, 3, 1, generator=g) * 6.28
+    step = 2 * np.pi / (32 + 200 * torch.rand(2, 3, 1, generator=g))
+    amplitude = torch.rand(2, 3, model.harmonics, generator=g)
+    blocks = model._harmonic_sum(phase_before, step, amplitude)
+    samples = phase_before.double() + step.double() * model.sample_steps.double()  # (2, 3, HOP)
+    angles = samples[..., None] * model.harmonic_numbers.double() + model.harmonic_phases.double()
+    direct = (torch.cos(angles) * amplitude.double()[..., None, :]).sum(-1)
+    assert blocks.shape == direct.shape == (2, 3, 160)
+    assert float((blocks.double() - direct).abs().max()) < 1e-3 * float(direct.abs().max())
+
+
+def test_harmonic_band_weights_interpolate_the_band_table_and_stop_at_the_cutoff():
+    """Each harmonic's amplitude is the band gains interpolated linearly at its frequency (the
+    table lookup it replaces), and zero from MAX_HARMONIC_HZ up."""
+    from models.vocoder.model import MAX_HARMONIC_HZ, _band_weights_at
+
+    model = HopVocoder()
+    f0 = torch.tensor([[[61.0], [97.3], [143.9], [400.0]]])  # (1, 4, 1) Hz
+    log_gains = torch.randn(1, 4, 18, generator=torch.Generator().manual_seed(1))
+    amplitude = model._harmonic_amplitudes(f0, log_gains)[0].double().numpy()
+    frequency = f0[0].double().numpy() * model.harmonic_numbers.double().numpy()  # (4, K)
+    weights = _band_weights_at(np.minimum(frequency / 50.0, 159.999).ravel()).reshape(4, -1, 18)
+    expected = (weights * np.exp(log_gains[0].double().numpy())[:, None, :]).sum(-1)
+    expected *= (frequency < MAX_HARMONIC_HZ) * np.sqrt(f0[0].double().numpy() * 4.0 / 16000)
+    np.testing.assert_allclose(amplitude, expected, rtol=1e-4, atol=1e-6)
+    assert np.all(amplitude[frequency >= MAX_HARMONIC_HZ] == 0)
+    assert np.all(amplitude[frequency < MAX_HARMONIC_HZ] > 0)

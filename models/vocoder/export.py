@@ -17,7 +17,7 @@ import onnxruntime
 import torch
 
 from models.vocoder.enhancer import FeatureEnhancer
-from models.vocoder.model import HopDecoderGraph, HopVocoder
+from models.vocoder.model import HARMONIC_BLOCK, HopDecoderGraph, HopVocoder
 from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
 
 INPUT_NAMES = ["features", "bitrate", "noise", "gru_state", "phase", "enhancer_state"]
@@ -32,7 +32,7 @@ def load_checkpoint(path: Path, noise_pulse_depth: float | None = None) -> HopVo
     if noise_pulse_depth is not None:
         config["noise_pulse_depth"] = noise_pulse_depth
     model = HopVocoder(**config)
-    model.load_state_dict(saved["model"])
+    model.load_weights(saved["model"])
     return model.eval()
 
 
@@ -62,16 +62,18 @@ def example_inputs(graph: HopDecoderGraph, batch: int = 1, hops: int = 2,
 
 def flops_per_hop(graph: HopDecoderGraph) -> int:
     """Floating-point operations of one hop of the graph (a multiply-add counts 2), counted
-    from the layer sizes: the matrix products, the harmonic cosines, the noise DFTs and the
-    noise's pulse envelope."""
+    from the layer sizes: the matrix products, the harmonic sum in blocks, the noise DFTs and
+    the noise's pulse envelope."""
     vocoder = graph.vocoder
     conditioning, hidden = vocoder.config["conditioning"], vocoder.hidden
     harmonics, bins = vocoder.harmonics, HOP // 2 + 1
     flops = 2 * (NB_FEATURES * conditioning + conditioning * conditioning)  # conditioning MLP
     flops += 2 * 3 * hidden * (conditioning + hidden)  # GRU
     flops += 2 * (hidden + conditioning) * 2 * NB_BANDS  # band gains
-    flops += 2 * harmonics * NB_BANDS  # harmonic amplitudes
-    flops += harmonics * HOP * 3  # cosine (counted once) and multiply-add of each harmonic
+    flops += 2 * harmonics * 4 * NB_BANDS  # harmonic amplitudes: triangle sides, weighted sum
+    blocks = HOP // HARMONIC_BLOCK
+    flops += 2 * (blocks + HARMONIC_BLOCK) * harmonics  # cosines and sines (counted once each)
+    flops += 2 * blocks * harmonics + 2 * 2 * HOP * harmonics  # amplitudes, two block products
     flops += 2 * 2 * HOP * bins * 2 + 2 * NB_BANDS * bins  # noise: DFT, shaping, inverse DFT
     if vocoder.noise_pulse_depth > 0:
         flops += 7 * HOP  # pulse envelope: cosine, exponential, 5 multiplies and adds per sample

@@ -21,6 +21,7 @@ from torch import nn
 from models.layers import FeatureNormalizer
 from models.vocoder.enhancer import FeatureEnhancer
 from streaming_core.constants import (
+    BAND_EDGES_200HZ,
     CORR_INDEX,
     HOP,
     NB_BANDS,
@@ -31,7 +32,7 @@ from streaming_core.constants import (
     SAMPLE_RATE,
 )
 from streaming_core.predictive import VOICED
-from streaming_core.spectrum import band_interpolation
+from streaming_core.spectrum import BINS_PER_200HZ, band_interpolation
 
 MAX_HARMONIC_HZ = 7800.0
 NOISE_BINS = HOP // 2 + 1
@@ -42,6 +43,37 @@ PULSE_SHARPNESS = 8.0
 PULSE_MEAN = float(np.exp(-PULSE_SHARPNESS) * np.i0(PULSE_SHARPNESS))
 PULSE_MEAN_SQUARE = float(np.exp(-2 * PULSE_SHARPNESS) * np.i0(2 * PULSE_SHARPNESS))
 """Mean of the pulse and of its square over a period: exp(-k) I0(k), exp(-2k) I0(2k)."""
+
+
+CONSTANT_TABLES = ("harmonic_numbers", "harmonic_phases", "harmonic_bins", "band_slopes",
+                   "band_offsets", "band_table", "noise_weights", "dft", "idft", "dft_cos",
+                   "dft_sin", "idft_cos", "idft_sin", "sample_steps")
+"""Fixed tables of the vocoder, built from its config (not saved in checkpoints; older
+checkpoints hold some of them, which `HopVocoder.load_weights` skips)."""
+
+
+HARMONIC_BLOCK = 16
+"""Samples per block of the harmonic sum (`HopVocoder._harmonic_sum`); HOP is a multiple."""
+HARMONIC_CUTOFF_SLOPE = 1e6
+"""Slope (per 50 Hz bin) of the cut at MAX_HARMONIC_HZ: in float32 a step from 1 to 0."""
+
+
+def _band_hats() -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, offsets), each (3, NB_BANDS): band b's weight at a harmonic's frequency p (in
+    50 Hz bins) is clip(min over i of (p slopes[i, b] + offsets[i, b]), 0, 1). The first two
+    rows are the rising and the falling side of the band's triangle: the weights of
+    interpolating `band_interpolation` linearly between bins (its breakpoints, the band
+    centres, fall on whole bins), without a table lookup. The third is a cliff that drops every
+    weight to 0 from MAX_HARMONIC_HZ up. Fewer graph nodes per hop than a lookup and a mask."""
+    centres = np.array(BAND_EDGES_200HZ, dtype=float) * BINS_PER_200HZ
+    slopes, offsets = np.zeros((3, NB_BANDS)), np.ones((3, NB_BANDS))
+    slopes[0, 1:] = 1.0 / np.diff(centres)
+    offsets[0, 1:] = -centres[:-1] / np.diff(centres)
+    slopes[1, :-1] = -1.0 / np.diff(centres)
+    offsets[1, :-1] = centres[1:] / np.diff(centres)
+    slopes[2] = -HARMONIC_CUTOFF_SLOPE
+    offsets[2] = HARMONIC_CUTOFF_SLOPE * MAX_HARMONIC_HZ / 50.0
+    return slopes, offsets
 
 
 def _band_weights_at(bins: np.ndarray) -> np.ndarray:
@@ -79,74 +111,110 @@ class HopVocoder(nn.Module):
                                   float((1 - d) / rms - 1))
         rng = np.random.default_rng(seed)
         self.normalize = FeatureNormalizer()
-        self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32))
-        self.register_buffer("harmonic_phases", torch.tensor(
-            rng.uniform(0, 2 * np.pi, harmonics), dtype=torch.float32))
-        self.register_buffer("band_table", torch.tensor(band_interpolation(), dtype=torch.float32))
-        self.register_buffer("noise_weights", torch.tensor(
-            _band_weights_at(np.arange(NOISE_BINS) * 2.0), dtype=torch.float32))
+
+        def table(name: str, values: np.ndarray) -> None:
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+
+        numbers = np.arange(1, harmonics + 1)
+        table("harmonic_numbers", numbers)
+        table("harmonic_phases", rng.uniform(0, 2 * np.pi, harmonics))
+        table("harmonic_bins", numbers / 50.0)  # harmonic frequencies in 50 Hz bins per Hz of f0
+        slopes, offsets = _band_hats()
+        table("band_slopes", slopes)
+        table("band_offsets", offsets)
+        # The noise's real DFT and its inverse as one matrix each, [cos | -sin] and its
+        # transpose with the inverse's weights: exportable to ONNX, fast on CPU, and one matrix
+        # product each way per hop. The band gains come out of `noise_weights` twice, for the
+        # real and the imaginary half.
         n, k = np.arange(HOP)[:, None], np.arange(NOISE_BINS)[None, :]
         angle = 2 * np.pi * n * k / HOP
         inverse_weight = np.where((k == 0) | (k == HOP // 2), 1.0, 2.0) / HOP
-        self.register_buffer("dft_cos", torch.tensor(np.cos(angle), dtype=torch.float32))
-        self.register_buffer("dft_sin", torch.tensor(-np.sin(angle), dtype=torch.float32))
-        self.register_buffer("idft_cos", torch.tensor((np.cos(angle) * inverse_weight).T,
-                                                      dtype=torch.float32))
-        self.register_buffer("idft_sin", torch.tensor((-np.sin(angle) * inverse_weight).T,
-                                                      dtype=torch.float32))
-        self.register_buffer("sample_steps", torch.arange(1, HOP + 1, dtype=torch.float32))
+        dft = np.concatenate((np.cos(angle), -np.sin(angle)), axis=1)
+        table("dft", dft)
+        table("idft", (dft * np.tile(inverse_weight, 2)).T)
+        table("noise_weights", np.tile(_band_weights_at(np.arange(NOISE_BINS) * 2.0), (2, 1)))
+        table("sample_steps", np.arange(1, HOP + 1))
+        # The hop's samples in blocks (`_harmonic_sum`): sample BLOCK a + b + 1 of a hop.
+        table("block_starts", np.arange(0, HOP, HARMONIC_BLOCK) + 1)
+        table("block_offsets", numbers[:, None] * np.arange(HARMONIC_BLOCK)[None, :])
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Load trained weights (a `state_dict`); the fixed tables that older checkpoints hold
+        are skipped (they are built from the config)."""
+        self.load_state_dict({name: value for name, value in state.items()
+                              if name.rsplit(".", 1)[-1] not in CONSTANT_TABLES})
 
     def parameter_count(self) -> int:
         """Trainable parameters."""
         return sum(p.numel() for p in self.parameters())
 
     def _harmonic_amplitudes(self, f0: torch.Tensor, log_gains: torch.Tensor) -> torch.Tensor:
-        """Amplitude (..., K) of each harmonic: band gain at its frequency, unit-power scaling."""
-        frequency = f0[..., None] * self.harmonic_numbers
-        position = (frequency / 50.0).clamp(0, self.band_table.shape[0] - 1.001)
-        low = position.floor().long()
-        frac = (position - low)[..., None]
-        weights = (1 - frac) * self.band_table[low] + frac * self.band_table[low + 1]
+        """Amplitude (..., K) of each harmonic of f0 (..., 1): the band gains interpolated at
+        its frequency, zero above MAX_HARMONIC_HZ, scaled so the sum has unit power."""
+        position = f0 * self.harmonic_bins  # (..., K), in 50 Hz bins
+        sides = position[..., None, None] * self.band_slopes + self.band_offsets  # (..., K, 3, NB_BANDS)
+        weights = sides.amin(dim=-2).clamp(0.0, 1.0)
         gains = torch.exp(log_gains.clamp(-10.0, 4.0))
-        amplitude = (weights * gains[..., None, :]).sum(-1)
-        audible = (frequency < MAX_HARMONIC_HZ).float()
-        return amplitude * audible * torch.sqrt(2.0 * f0[..., None] / (SAMPLE_RATE / 2))
+        amplitude = torch.einsum("...kb,...b->...k", weights, gains)
+        return amplitude * torch.sqrt(f0 * (4.0 / SAMPLE_RATE))
 
     def _pulse_envelope(self, phase: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
-        """(B, T, HOP) gain of the noise: 1 + v (g(phase) - 1), v = 1 in voiced frames (voicing
-        at least 0.05 above `VOICED`), 0 as far below, a ramp between. g = (1 - d + d p) / rms
-        mixes a unit-power pulse p per pitch period into the flat noise as much as the depth d,
-        at unit power; written as exp(-k cos(phase) + c1) + c2 (cos(phase - pi) = -cos(phase))
-        to keep the graph small."""
+        """(B, T, HOP) gain of the noise for voicing (B, T, 1): 1 + v (g(phase) - 1), v = 1 in
+        voiced frames (voicing at least 0.05 above `VOICED`), 0 as far below, a ramp between.
+        g = (1 - d + d p) / rms mixes a unit-power pulse p per pitch period into the flat noise
+        as much as the depth d, at unit power; written as exp(-k cos(phase) + c1) + c2
+        (cos(phase - pi) = -cos(phase)) to keep the graph small."""
         c1, c2 = self.pulse_offsets
-        voiced = ((voicing - VOICED) * 10.0 + 0.5).clamp(0.0, 1.0)[..., None]
+        voiced = ((voicing - VOICED) * 10.0 + 0.5).clamp(0.0, 1.0)
         return 1.0 + voiced * (torch.exp(torch.cos(phase) * -PULSE_SHARPNESS + c1) + c2)
+
+    def _harmonic_sum(self, phase_before: torch.Tensor, step: torch.Tensor,
+                      amplitude: torch.Tensor) -> torch.Tensor:
+        """(B, T, HOP): sum over harmonics k of amplitude_k cos(k phase(s) + phi_k), phase(s) =
+        phase_before + s step at the hop's samples s = 1..HOP.
+
+        Computed in blocks of HARMONIC_BLOCK samples, s = BLOCK a + b + 1: the angle splits
+        into an outer part k phase(BLOCK a + 1) + phi_k and an inner part k b step, and
+        cos(outer + inner) = cos(outer) cos(inner) - sin(outer) sin(inner). The sum over k is
+        then two matrix products, and the cosines and sines are taken of (HOP / BLOCK + BLOCK)
+        K angles instead of HOP K: a third of them for 160 samples in blocks of 16.
+        """
+        with torch.no_grad():  # the angles depend on the decoded f0 only: no gradient needed
+            starts = phase_before + step * self.block_starts  # (B, T, A)
+            outer = starts[..., None] * self.harmonic_numbers + self.harmonic_phases  # (B, T, A, K)
+            inner = step[..., None] * self.block_offsets  # (B, T, K, BLOCK)
+            outer_cos, outer_sin = torch.cos(outer), torch.sin(outer)
+            inner_cos, inner_sin = torch.cos(inner), torch.sin(inner)
+        weights = amplitude[..., None, :]  # (B, T, 1, K)
+        blocks = (weights * outer_cos) @ inner_cos - (weights * outer_sin) @ inner_sin
+        return blocks.flatten(-2)  # (B, T, A, BLOCK) -> (B, T, HOP)
 
     def excitation(self, features: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor,
                    outputs: torch.Tensor, start_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Excitation (B, T, HOP) from GRU outputs; returns it and the phase (B, 1, float64)
         after the last frame."""
-        f0 = SAMPLE_RATE / features[..., PERIOD_INDEX].clamp(PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)
-        step = 2 * np.pi * f0 / SAMPLE_RATE
+        # Per-frame quantities keep a trailing axis of 1 (B, T, 1): they broadcast over the
+        # hop's samples and harmonics without reshaping nodes in the exported graph.
+        inverse_period = 1.0 / features[..., PERIOD_INDEX : PERIOD_INDEX + 1].clamp(
+            PITCH_MIN_PERIOD, PITCH_MAX_PERIOD)
+        f0 = inverse_period * SAMPLE_RATE
+        step = inverse_period * (2 * np.pi)  # radians per sample
         # The phase is accumulated in float64: over many hops in one call a float32 sum would
-        # drift from the hop-by-hop result (which wraps it every hop).
-        frame_advance = torch.remainder(step.double() * HOP, 2 * np.pi)
+        # drift from the hop-by-hop result (which wraps it every hop). Every term is positive,
+        # so fmod is the wrap (one graph node; remainder takes four).
+        frame_advance = torch.fmod(step.double() * HOP, 2 * np.pi)
         advance = torch.cumsum(frame_advance, dim=1)
-        start = start_phase.double()
-        phase_before = torch.remainder(start + advance - frame_advance, 2 * np.pi).float()
-        phase_after = torch.remainder(start + advance[:, -1:], 2 * np.pi)
-        phase = phase_before[..., None] + step[..., None] * self.sample_steps  # (B, T, HOP)
+        start = start_phase.double()[:, None]  # (B, 1, 1)
+        phase_before = torch.fmod(start + advance - frame_advance, 2 * np.pi).float()
+        phase_after = torch.fmod(start + advance[:, -1:], 2 * np.pi)[:, 0]
+        phase = phase_before + step * self.sample_steps  # (B, T, HOP)
         log_gains = self.gains(torch.cat((hidden, outputs), dim=-1))
         amplitude = self._harmonic_amplitudes(f0, log_gains[..., :NB_BANDS])  # (B, T, K)
-        with torch.no_grad():  # the basis depends on the decoded f0 only: no gradient needed
-            basis = torch.cos(phase[..., None] * self.harmonic_numbers + self.harmonic_phases)
-        harmonic = torch.einsum("btsk,btk->bts", basis, amplitude)  # basis: (B, T, HOP, K)
+        harmonic = self._harmonic_sum(phase_before, step, amplitude)
         noise_gain = torch.exp(log_gains[..., NB_BANDS:].clamp(-10.0, 4.0)) @ self.noise_weights.T
         if self.noise_pulse_depth > 0:
-            noise = noise * self._pulse_envelope(phase, features[..., CORR_INDEX])
-        # Real DFT and its inverse as matrix products (exportable to ONNX, fast on CPU).
-        real, imag = noise @ self.dft_cos, noise @ self.dft_sin
-        shaped = (real * noise_gain) @ self.idft_cos + (imag * noise_gain) @ self.idft_sin
+            noise = noise * self._pulse_envelope(phase, features[..., CORR_INDEX : CORR_INDEX + 1])
+        shaped = (noise @ self.dft * noise_gain) @ self.idft
         return harmonic + shaped, phase_after
 
     def forward(self, features: torch.Tensor, noise: torch.Tensor,

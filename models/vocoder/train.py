@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint_path.exists():
         saved = torch.load(checkpoint_path, weights_only=False)
         model = HopVocoder(**saved["config"])
-        model.load_state_dict(saved["model"])
+        model.load_weights(saved["model"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
         optimizer.load_state_dict(saved["optimizer"])
         step, history = saved["step"], saved["history"]
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.noise_pulse_depth is not None:
             config["noise_pulse_depth"] = args.noise_pulse_depth
         model = HopVocoder(**config)
-        model.load_state_dict(saved["model"])
+        model.load_weights(saved["model"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     adversary = None
     if args.adversarial > 0:
