@@ -1,7 +1,12 @@
 """Prometheus metrics of one server process (GET /metrics)."""
 
+from collections.abc import Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from streaming_core.graph_batcher import GraphBatcher
 
 HOP_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 """Seconds; the 10 ms bucket edge is the real-time limit of one hop."""
@@ -49,6 +54,29 @@ class Metrics:
         self.http_requests = Counter("hopcodec_http_requests", "HTTP requests to /v1/ by path and "
                                      "status", ["path", "status"], registry=r)
 
+    def watch_graphs(self, batchers: Mapping[str, GraphBatcher]) -> None:
+        """Export the runs and calls of these per-hop graphs (name -> batcher)."""
+        self.registry.register(_GraphCollector(batchers))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _GraphCollector:
+    """hopcodec_graph_runs and hopcodec_graph_calls, read from the batchers at each scrape."""
+
+    def __init__(self, batchers: Mapping[str, GraphBatcher]) -> None:
+        self.batchers = dict(batchers)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        runs = CounterMetricFamily("hopcodec_graph_runs", "onnxruntime runs of each per-hop graph "
+                                   "(the hops of streams decoded at once share a run)",
+                                   labels=["graph"])
+        calls = CounterMetricFamily("hopcodec_graph_calls", "streams' calls put through each "
+                                    "per-hop graph (calls / runs: the mean batch)", labels=["graph"])
+        for name, batcher in self.batchers.items():
+            runs.add_metric([name], batcher.runs)
+            calls.add_metric([name], batcher.calls)
+        yield runs
+        yield calls

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from server.config import Settings
 from server.limits import StreamSlots
 from server.metrics import Metrics
+from streaming_core.graph_batcher import GraphBatcher
 from streaming_core.latency import latency_budget
+from streaming_core.modes import released_predictor
 from streaming_core.synthesizers import Synthesizer, default_synthesizer
 
 
@@ -31,9 +33,11 @@ class Service:
     def create(cls, settings: Settings) -> "Service":
         """A service with the default synthesizer and a hop pool of `settings.hop_threads`."""
         synthesizer = default_synthesizer()
+        metrics = Metrics()
+        metrics.watch_graphs(_graph_batchers(synthesizer))
         executor = (ThreadPoolExecutor(settings.hop_threads, thread_name_prefix="hop")
                     if settings.hop_threads else None)
-        return cls(settings=settings, metrics=Metrics(), synthesizer=synthesizer, executor=executor,
+        return cls(settings=settings, metrics=metrics, synthesizer=synthesizer, executor=executor,
                    slots=StreamSlots(settings.max_streams),
                    latency_ms=latency_budget(synthesizer)["total_ms"],
                    uploads=ThreadPoolExecutor(1, thread_name_prefix="upload"))
@@ -53,3 +57,11 @@ class Service:
         self.uploads.shutdown(wait=False, cancel_futures=True)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _graph_batchers(synthesizer: Synthesizer) -> dict[str, GraphBatcher]:
+    """The per-hop graphs the streams share: the decoder's and the predictor's, when installed."""
+    predictor = released_predictor()
+    graphs = {"decoder": getattr(synthesizer, "batcher", None),
+              "predictor": predictor.batcher if predictor is not None else None}
+    return {name: batcher for name, batcher in graphs.items() if batcher is not None}

@@ -6,12 +6,16 @@ Bitrates are payload bits at 100 frames/s; packet headers come on top (docs/bits
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streaming_core.constants import HOP, SAMPLE_RATE
 from streaming_core.errors import BitstreamError
 from streaming_core.quantizer import FrameQuantizer, ScalarQuantizer
+
+if TYPE_CHECKING:
+    from streaming_core.predictive import OnnxPredictor
 
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP
 RELEASED = Path(__file__).resolve().parent.parent / "models" / "released"
@@ -80,14 +84,22 @@ SCALAR_MODES = (
 
 
 @cache
+def released_predictor() -> "OnnxPredictor | None":
+    """The released GRU predictor every predictive mode shares (None when not installed)."""
+    from streaming_core.predictive import OnnxPredictor
+
+    path = RELEASED / "predictor.onnx"
+    return OnnxPredictor(path) if path.is_file() else None
+
+
+@cache
 def predictive_modes() -> tuple[Mode, ...]:
     """The trained ladder (empty when the released predictor is not installed)."""
-    from streaming_core.predictive import LADDER, OnnxPredictor, PredictiveQuantizer
+    from streaming_core.predictive import LADDER, PredictiveQuantizer
 
-    predictor_path, codebook_path = RELEASED / "predictor.onnx", RELEASED / "codebooks.npz"
-    if not (predictor_path.is_file() and codebook_path.is_file()):
+    predictor, codebook_path = released_predictor(), RELEASED / "codebooks.npz"
+    if predictor is None or not codebook_path.is_file():
         return ()
-    predictor = OnnxPredictor(predictor_path)
     stored = np.load(codebook_path)
     books = {name: stored[name] for name in stored.files if not name.startswith("threshold_")}
     modes = []

@@ -6,7 +6,9 @@ excitation; the LPC synthesis and de-emphasis filters follow here. A live stream
 per 10 ms hop; a packet of several frames goes through in one call, which is the same
 computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by
 every stream; a stream is a `NeuralSynthState`: the states the graph takes and returns, the
-noise generator that feeds it, and the filter memories. No torch at run time.
+noise generator that feeds it, and the filter memories. Streams decoded at once from several
+threads (a server's) share graph runs: `GraphBatcher` stacks their hops along the batch axis.
+No torch at run time.
 """
 
 import json
@@ -20,6 +22,7 @@ import onnxruntime
 from streaming_core.constants import HOP, NB_FEATURES
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.errors import HopcodecError
+from streaming_core.graph_batcher import GraphBatcher
 from streaming_core.lpc import lpc_from_cepstrum
 from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
@@ -64,6 +67,7 @@ class NeuralSynthesizer:
         if "enhancer_state" not in inputs or "bitrate" not in inputs:
             raise HopcodecError(f"{model_path} is a decoder graph of an older layout "
                                 f"(inputs {', '.join(inputs)}); re-export it")
+        self.batcher = GraphBatcher(self.session)
         self.hidden = int(inputs["gru_state"][1])
         self.enhancer_hidden = int(inputs["enhancer_state"][1])
 
@@ -82,7 +86,7 @@ class NeuralSynthesizer:
         noise = state.rng.standard_normal((1, len(features), HOP)).astype(np.float32)
         kbps = UNQUANTIZED_KBPS if bitrate_bps is None else bitrate_bps / 1000
         excitation, cepstrum, state.gru_state, state.phase, state.enhancer_state = \
-            self.session.run(None, {
+            self.batcher.run({
                 "features": features.reshape(1, -1, NB_FEATURES).astype(np.float32),
                 "bitrate": np.full((1, len(features), 1), kbps, np.float32),
                 "noise": noise, "gru_state": state.gru_state, "phase": state.phase,

@@ -31,6 +31,7 @@ from streaming_core.constants import (
     PITCH_MIN_PERIOD,
 )
 from streaming_core.errors import HopcodecError
+from streaming_core.graph_batcher import GraphBatcher
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 LOG_PERIOD_MIN, LOG_PERIOD_MAX = np.log(PITCH_MIN_PERIOD), np.log(PITCH_MAX_PERIOD)
@@ -398,7 +399,8 @@ class PredictiveQuantizer:
 
 
 class OnnxPredictor:
-    """The trained GRU predictor, one hop per call, run by onnxruntime (no torch)."""
+    """The trained GRU predictor, one hop per call, run by onnxruntime (no torch); calls from
+    several threads at once (streams of a server) share graph runs (`GraphBatcher`)."""
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime
@@ -413,11 +415,12 @@ class OnnxPredictor:
             raise HopcodecError(f"{path}: a predictor graph of another layout (inputs "
                              f"{', '.join(shapes)}); this build needs previous, current, gru_state")
         self.hidden = int(shapes["gru_state"][1])
+        self.batcher = GraphBatcher(self.session)
 
     def __call__(self, previous: np.ndarray, current: np.ndarray, state: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Prediction (B, NB_BANDS) and new GRU state."""
-        prediction, new_state = self.session.run(None, {
+        prediction, new_state = self.batcher.run({
             "previous": np.asarray(previous, np.float32), "current": np.asarray(current, np.float32),
             "gru_state": np.asarray(state, np.float32)})
         return prediction, new_state

@@ -66,12 +66,14 @@ def test_bench_writes_every_output(bench_run) -> None:  # noqa: ANN001
     assert "PESQ-WB" in report and "`opus-12k`" in report
 
 
-def test_decoder_speed_is_measured_per_hop_and_per_file(bench_run) -> None:  # noqa: ANN001
+def test_decoder_speed_is_measured_per_hop_per_file_and_for_streams_at_once(bench_run) -> None:  # noqa: ANN001
     rows = bench_run.meta["decoder_speed"]
+    from hopcodec.bench.speed import STREAMS_AT_ONCE
     from streaming_core.synthesizers import available_synthesizers
 
-    assert len(rows) == 2 * len(available_synthesizers())
-    assert {r["packet_frames"] for r in rows} == {1, 20}
+    assert len(rows) == 3 * len(available_synthesizers())
+    assert {(r["packet_frames"], r["streams"]) for r in rows} == {(1, 1), (20, 1),
+                                                                   (1, STREAMS_AT_ONCE)}
     for r in rows:
         assert 0 < r["rtf"] < 1, r
     neural = [r for r in rows if r["parameters"]]

@@ -147,6 +147,39 @@ def test_decode_endpoint_equals_offline_decoder(server: ServerProcess, clip: str
     assert stats["frames_concealed"] == 0
 
 
+def _graph_counters(server: ServerProcess) -> dict[tuple[str, str], float]:
+    """(counter, graph) -> value of hopcodec_graph_runs/calls in /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = http(server, "/metrics", token=None)[1].decode()
+    return {(sample.name, sample.labels["graph"]): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name.startswith("hopcodec_graph_")}
+
+
+def test_streams_decoded_at_once_equal_the_offline_decoder_and_are_counted(server: ServerProcess
+                                                                           ) -> None:
+    clips = ["it_carlo_youarenext.wav", *[c.name for c in sorted(SAMPLES.glob("*.wav"))][:2]]
+    streams = [encode_audio(load_for_codec(SAMPLES / c)[0], "default", 1) for c in clips]
+    before = _graph_counters(server)
+
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(decode_stream(f"{server.ws}/v1/decode", p) for p in streams))
+
+    for packets, (audio, _, stats) in zip(streams, asyncio.run(all_at_once()), strict=True):
+        assert_pcm_equal(audio, offline_decode(packets, SAMPLE_RATE))
+        assert stats["frames_concealed"] == 0
+    after = _graph_counters(server)
+
+    def grew(counter: str, graph: str) -> float:
+        key = (f"hopcodec_graph_{counter}_total", graph)
+        return after[key] - before.get(key, 0.0)
+
+    for graph in ("decoder", "predictor"):
+        assert 0 < grew("runs", graph) <= grew("calls", graph), graph
+    assert grew("calls", "decoder") == sum(len(p) for p in streams)  # one call per 1-frame packet
+
+
 @pytest.mark.parametrize(("rate", "mode"), [(16000, "scalar-4000"), (44100, "scalar-4000"),
                                             pytest.param(16000, "default", id="16000-default")])
 def test_encode_endpoint_equals_offline_encoder(server: ServerProcess, rate: int, mode: str) -> None:

@@ -165,12 +165,14 @@ def _markdown(result: BenchResult, summary: list[dict[str, Any]], example: str) 
         lines += [f"## {title} ({n} clip{'s' if n != 1 else ''}, {rows[0]['audio_s']} s)", ""]
         lines += _table(rows, result.metrics) + [""]
     if meta.get("decoder_speed"):
-        from hopcodec.bench.speed import speed_table
+        from hopcodec.bench.speed import STREAMS_AT_ONCE, speed_table
 
-        lines += ["## Decoder speed (one stream, one thread, nothing else running)", "",
-                  f"`{example}` coded in the default mode, decoded with packets of 1 frame (a "
-                  "live stream: one decoder call per 10 ms hop) and of 20 frames (a coded file); "
-                  "best of 3 runs.", ""]
+        lines += ["## Decoder speed (one core, nothing else running)", "",
+                  f"`{example}` coded in the default mode, decoded as one stream with packets of 1 "
+                  "frame (a live stream: one decoder call per 10 ms hop) and of 20 frames (a coded "
+                  f"file), and as {STREAMS_AT_ONCE} live streams at once, one thread each, all on "
+                  "one core (a server's hop threads: their overlapping hops share graph runs); "
+                  "best of 3 runs, real-time factor per stream.", ""]
         lines += speed_table(meta["decoder_speed"]) + [""]
     lines += [
         "## Plots",
