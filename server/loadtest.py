@@ -202,18 +202,16 @@ def histogram_quantile(buckets: dict[float, float], q: float) -> float | None:
     return None
 
 
-def _counter(scrape: dict[str, list], name: str, labels: dict[str, str]) -> float:
-    """A counter's value in a scrape (0 when absent)."""
-    return sum(s.value for s in scrape.get(name, [])
-               if s.name == name + "_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+def _total(scrape: dict[str, list], name: str, labels: dict[str, str] | None = None) -> float:
+    """A counter's (or gauge's) value in a scrape, summed over the samples that carry `labels`
+    (0 when absent)."""
+    return sum(s.value for s in scrape.get(name, []) if s.name in (name, name + "_total")
+               and all(s.labels.get(k) == v for k, v in (labels or {}).items()))
 
 
 def _server_figures(before: dict | None, after: dict | None, wall: float) -> dict:
     if before is None or after is None:
         return {}
-
-    def total(scrape: dict, name: str) -> float:
-        return sum(s.value for s in scrape.get(name, []) if s.name in (name, name + "_total"))
 
     def delta(name: str, labels: dict[str, str]) -> dict[float, float]:
         old = _histogram(before, name, labels)
@@ -221,19 +219,19 @@ def _server_figures(before: dict | None, after: dict | None, wall: float) -> dic
 
     hops = delta("hopcodec_hop_processing_seconds", {"endpoint": "decode"})
     waits = delta("hopcodec_message_wait_seconds", {})
-    cpu = total(after, "process_cpu_seconds") - total(before, "process_cpu_seconds")
+    cpu = _total(after, "process_cpu_seconds") - _total(before, "process_cpu_seconds")
     figures = {"server_cpu_percent": round(100 * cpu / wall, 1)}
     for name, histogram in (("hop_processing", hops), ("thread_wait", waits)):
         for q in (0.5, 0.99):
             value = histogram_quantile(histogram, q)
             figures[f"{name}_p{round(q * 100)}_ms"] = None if value is None else round(1000 * value, 3)
     for graph in ("decoder", "predictor"):
-        runs, calls = (_counter(after, name, {"graph": graph}) - _counter(before, name, {"graph": graph})
+        runs, calls = (_total(after, name, {"graph": graph}) - _total(before, name, {"graph": graph})
                        for name in ("hopcodec_graph_runs", "hopcodec_graph_calls"))
         # with several workers the two scrapes may come from different ones: then no figure
         figures[f"{graph}_mean_batch"] = round(calls / runs, 2) if 0 < runs <= calls else None
-    figures["frames_concealed"] = (total(after, "hopcodec_frames_concealed")
-                                   - total(before, "hopcodec_frames_concealed"))
+    figures["frames_concealed"] = (_total(after, "hopcodec_frames_concealed")
+                                   - _total(before, "hopcodec_frames_concealed"))
     return figures
 
 
