@@ -31,6 +31,9 @@ SEGMENTS = ("hop buffering", "encode", "network", "server decode", "jitter buffe
 WARM_UP = SAMPLE_RATE
 """Silence streamed before the probe (1 s): the server's first decode of a stream and the jitter
 buffer's first estimates are start-up, not steady state, and are not reported."""
+KEPT_REAL_TIME = 0.8
+"""Fraction of the probe's packets that must play in time for a run to describe the codec: a
+machine too busy to encode, decode and send a hop every 10 ms makes every packet late."""
 
 
 @dataclass
@@ -96,7 +99,9 @@ class EndToEndRun:
         """Median, 95th percentile and maximum of each segment and of the total, in ms."""
         rows = [self.segments_ms(p) for p in self.played_packets()]
         return {"server": self.server, "mode": self.mode, "synthesizer": self.synthesizer,
-                "packets": self.probe_frames, "played": len(rows), "jitter_buffer": self.jitter,
+                "packets": self.probe_frames, "played": len(rows),
+                "kept_real_time": len(rows) >= KEPT_REAL_TIME * self.probe_frames,
+                "jitter_buffer": self.jitter,
                 "segments_ms": {name: _stats([row[name] for row in rows]) for name in SEGMENTS},
                 "mouth_to_ear_ms": _stats([sum(row.values()) for row in rows]),
                 "measured_mouth_to_ear_ms": round(self.measured_mouth_to_ear_ms, 2),

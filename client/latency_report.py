@@ -1,14 +1,15 @@
 """`hopcodec latency`: the algorithmic latency (configured and measured through encoder and
-decoder) and the end-to-end latency over a real server on loopback (started here unless
---server is given), as a dict for --json, a table, and optionally a PNG timeline."""
+decoder) and the end-to-end latency over a real server on loopback (a `hopcodec serve` child
+process unless --server is given), as a dict for --json, a table, and optionally a PNG timeline."""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from client.e2e import SEGMENTS, measure_end_to_end
 from client.errors import ClientError
-from client.local_server import LocalServer
 from streaming_core.latency import latency_budget, measure_algorithmic_latency
 from streaming_core.modes import DEFAULT_MODE, get_mode, list_modes
 from streaming_core.synthesizers import default_synthesizer
@@ -41,9 +42,9 @@ def _end_to_end(mode: str, server: str | None, token: str | None, seconds: float
                 png: Path | None) -> dict[str, Any]:
     """The end-to-end run's summary (and its PNG), over `server` or one started here."""
     if server is None:
-        with LocalServer() as local:
-            run = asyncio.run(measure_end_to_end(local.url, mode, seconds))
-        summary = {**run.summary(), "server": "in-process server on 127.0.0.1"}
+        with _server_here() as url:
+            run = asyncio.run(measure_end_to_end(url, mode, seconds))
+        summary = {**run.summary(), "server": "hopcodec serve started here on 127.0.0.1"}
     else:
         run = asyncio.run(measure_end_to_end(server, mode, seconds, token=token))
         summary = run.summary()
@@ -53,6 +54,30 @@ def _end_to_end(mode: str, server: str | None, token: str | None, seconds: float
         plot_timeline(run, png)
         summary["png"] = str(png)
     return summary
+
+
+@contextmanager
+def _server_here() -> Iterator[str]:
+    """`hopcodec serve` as a child process on a free loopback port; yields its ws:// URL.
+
+    A process of its own, as a deployed server is: in this process the server's decoding and the
+    client's 10 ms ticks would share one interpreter lock (beside 8 busy processes on a 2-core VM,
+    2 of 5 runs kept real time that way, 5 of 6 with the server in a process of its own)."""
+    try:
+        from server.config import Settings
+        from server.testing import ServerProcess
+    except ImportError as error:
+        raise ClientError(f"cannot start a local server ({error}): install hopcodec's server "
+                          "dependencies, or pass --server URL") from None
+    child = ServerProcess(Settings())
+    try:
+        child.__enter__()
+    except RuntimeError as error:
+        raise ClientError(f"the local server did not start: {error}") from None
+    try:
+        yield child.ws
+    finally:
+        child.__exit__(None, None, None)
 
 
 def print_latency_report(report: dict[str, Any]) -> None:
@@ -70,6 +95,10 @@ def print_latency_report(report: dict[str, Any]) -> None:
         return
     print(f"end to end    {run['server']}, mode {run['mode']}, {run['played']} of {run['packets']} "
           "packets played")
+    if not run["kept_real_time"]:
+        print("  warning: this machine did not keep real time during the run (too busy to encode, "
+              "decode and send a hop every 10 ms): the figures below describe the machine, not the "
+              "codec; run it again when the machine is idle")
     print(f"  {'segment':<18}{'median':>9}{'p95':>9}{'max':>9}   ms")
     for name in SEGMENTS:
         row = run["segments_ms"][name]

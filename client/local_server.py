@@ -1,5 +1,5 @@
-"""A hopcodec service on loopback inside this process (uvicorn in a thread), for the latency
-tool and tests: `with LocalServer() as server: server.url`."""
+"""A hopcodec service on loopback inside this process (uvicorn in a thread), for tests of the
+client library: `with LocalServer() as server: server.url`."""
 
 import socket
 import threading

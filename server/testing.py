@@ -1,4 +1,5 @@
-"""A real `hopcodec serve` process on loopback, and metric lookups, for tests and smoke checks."""
+"""A real `hopcodec serve` process on loopback, and metric lookups, for tests, smoke checks and
+the latency tool (`hopcodec latency` without --server)."""
 
 import os
 import socket
@@ -67,6 +68,8 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+        if kind is None:  # kept when the block raised, for the server's side of the story
+            Path(self.log.name).unlink(missing_ok=True)
 
     @property
     def alive(self) -> bool:

@@ -9,23 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from client.e2e import SEGMENTS
+from client.e2e import KEPT_REAL_TIME, SEGMENTS
 from server.config import Settings
 from server.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def latency_json(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "hopcodec", "latency", "--json", *args],
-                            capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def latency_json(*args: str, attempts: int = 3) -> dict:
+    """`hopcodec latency --json ...`, run again (up to `attempts` runs) while the report says the
+    machine did not keep real time: in CI a stalled VM once left every packet of a run late (0 of
+    200 played) and the next run on time; a run that kept real time is what the checks need."""
+    for _ in range(attempts):
+        result = subprocess.run([sys.executable, "-m", "hopcodec", "latency", "--json", *args],
+                                capture_output=True, text=True, timeout=180, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        if report.get("end_to_end", {}).get("kept_real_time", True):
+            break
+    return report
 
 
 def check_end_to_end(run: dict, algorithmic_ms: float) -> None:
     # Nearly every packet plays in time (on a busy machine the 10 ms ticks themselves slip).
-    assert run["played"] >= 0.8 * run["packets"] > 100
+    assert run["kept_real_time"] and run["played"] >= KEPT_REAL_TIME * run["packets"] > 100
     segments = run["segments_ms"]
     assert set(segments) == set(SEGMENTS)
     # The codec's own parts are the configured algorithmic latency.

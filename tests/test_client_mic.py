@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from audio_match import found_fraction
 
 from server.config import Settings
 from server.testing import ServerProcess
@@ -114,26 +115,6 @@ def run_mic(env: dict[str, str], speech: np.ndarray, tmp: Path, *args: str) -> t
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return json.loads((tmp / "report.json").read_text()), speaker, result.stdout
-
-
-def found_fraction(reference: np.ndarray, recording: np.ndarray, threshold: float,
-                   piece: int = SAMPLE_RATE // 10) -> float:
-    """Fraction of the loud 100 ms pieces of `reference` whose best waveform match in
-    `recording` has a normalized correlation above `threshold`. Piece by piece, so that a device
-    xrun (this machine is shared; audio threads get starved) costs only the pieces it touches."""
-    size = 1 << (len(recording) + piece).bit_length()
-    spectrum = np.fft.rfft(recording, size)
-    energy = np.concatenate(([0.0], np.cumsum(recording.astype(np.float64) ** 2)))
-    scores = []
-    for start in range(0, len(reference) - piece, piece):
-        needle = reference[start : start + piece].astype(np.float64)
-        if np.abs(needle).max() < 0.05:
-            continue
-        corr = np.fft.irfft(spectrum * np.conj(np.fft.rfft(needle, size)), size)[: len(recording) - piece + 1]
-        norms = np.sqrt(np.maximum(energy[piece:] - energy[:-piece], 1e-12)) * np.linalg.norm(needle)
-        scores.append(float(np.max(corr / norms)))
-    assert len(scores) >= 10, "too little loud audio to compare"
-    return float(np.mean(np.array(scores) > threshold))
 
 
 def codec_hops(captured: np.ndarray, mode: str) -> np.ndarray:
