@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from client.e2e import KEPT_REAL_TIME, SEGMENTS
+from client.latency_report import print_latency_report
 from server.config import Settings
 from server.testing import ServerProcess
 
@@ -52,7 +53,7 @@ def check_end_to_end(run: dict, algorithmic_ms: float) -> None:
     assert fixed <= total["median"] <= fixed + 100
 
 
-def test_latency_with_an_in_process_server_and_png(tmp_path):
+def test_latency_with_a_local_server_and_png(tmp_path, capsys):
     png = tmp_path / "timeline.png"
     report = latency_json("--mode", "scalar-2400", "--seconds", "2", "--png", str(png))
     algorithmic = report["algorithmic"]
@@ -61,6 +62,11 @@ def test_latency_with_an_in_process_server_and_png(tmp_path):
     assert algorithmic["measured"]["scalar-2400"]["measured_ms"] == pytest.approx(configured, abs=1.0)
     check_end_to_end(report["end_to_end"], configured)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # The table says so when a run did not keep real time, and only then.
+    print_latency_report(report)
+    assert "warning" not in capsys.readouterr().out
+    print_latency_report({**report, "end_to_end": {**report["end_to_end"], "kept_real_time": False}})
+    assert "did not keep real time" in capsys.readouterr().out
 
 
 def test_latency_over_a_given_server_with_a_token():
