@@ -4,6 +4,7 @@ per-hop processing time and CPU (both from its /metrics)."""
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -117,6 +118,7 @@ async def _stream(url: str, headers: dict[str, str], packets: list[bytes], start
             if not sent:
                 done.set()
 
+    reader: asyncio.Task[None] | None = None
     try:
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
@@ -148,6 +150,9 @@ async def _stream(url: str, headers: dict[str, str], packets: list[bytes], start
     if ws.close_code not in (None, 1000) and result.close is None:
         result.close = f"{ws.close_code} {ws.close_reason}"
     await ws.close()
+    if reader is not None:  # ends with the connection; its error, if any, is the close above
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await reader
     return result
 
 

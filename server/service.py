@@ -1,10 +1,11 @@
 """What every stream and request of one server process shares: settings, metrics, the
-synthesizer, the hop thread pool and the stream slots."""
+synthesizer, the hop threads and the stream slots."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from server.config import Settings
+from server.hop_scheduler import HopScheduler
 from server.limits import StreamSlots
 from server.metrics import Metrics
 from streaming_core.graph_batcher import GraphBatcher
@@ -20,8 +21,8 @@ class Service:
     settings: Settings
     metrics: Metrics
     synthesizer: Synthesizer
-    executor: ThreadPoolExecutor | None
-    """Runs the per-message codec work; None: on the event loop."""
+    scheduler: HopScheduler | None
+    """Runs the per-message codec work on the hop threads; None: on the event loop."""
     slots: StreamSlots
     latency_ms: float
     uploads: ThreadPoolExecutor
@@ -31,13 +32,12 @@ class Service:
 
     @classmethod
     def create(cls, settings: Settings) -> "Service":
-        """A service with the default synthesizer and a hop pool of `settings.hop_threads`."""
+        """A service with the default synthesizer and `settings.hop_threads` hop threads."""
         synthesizer = default_synthesizer()
         metrics = Metrics()
         metrics.watch_graphs(_graph_batchers(synthesizer))
-        executor = (ThreadPoolExecutor(settings.hop_threads, thread_name_prefix="hop")
-                    if settings.hop_threads else None)
-        return cls(settings=settings, metrics=metrics, synthesizer=synthesizer, executor=executor,
+        scheduler = HopScheduler(settings.hop_threads) if settings.hop_threads else None
+        return cls(settings=settings, metrics=metrics, synthesizer=synthesizer, scheduler=scheduler,
                    slots=StreamSlots(settings.max_streams),
                    latency_ms=latency_budget(synthesizer)["total_ms"],
                    uploads=ThreadPoolExecutor(1, thread_name_prefix="upload"))
@@ -55,8 +55,8 @@ class Service:
     def close(self) -> None:
         """Stop the hop and upload threads."""
         self.uploads.shutdown(wait=False, cancel_futures=True)
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
 
 
 def _graph_batchers(synthesizer: Synthesizer) -> dict[str, GraphBatcher]:

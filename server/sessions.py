@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.pcm import StreamResampler, float_to_pcm, pcm_to_float
+from streaming_core.batch_decoder import decode_together
 from streaming_core.bitstream import (
     MAX_FRAMES_PER_PACKET,
     PACKET_HEADER,
@@ -89,18 +90,30 @@ class _Decoding:
         audio = [np.zeros(0, np.float32)]
         for data in packets:
             packet = parse_packet(data)
-            state = self.decoder.state
-            before = _counts(state)
+            before = self.counts()
             audio.append(self.decoder.decode(packet))
-            if self.decoder.state is not state:  # a gap too long to conceal restarted the decoder
-                before = (0, 0, 0, 0)
-            after = _counts(self.decoder.state)
-            for total in (work, self.totals):
-                total.decoded += after[0] - before[0]
-                total.concealed += after[1] - before[1]
-                total.dropped += after[2] - before[2]
-                total.unsynced += after[3] - before[3]
+            self.count(before, work)
             last = last or packet.end
+        return self.finish(audio, last)
+
+    def counts(self) -> tuple[DecoderState, tuple[int, int, int, int]]:
+        """The decoder's counters before a packet (with the state they belong to)."""
+        return self.decoder.state, _counts(self.decoder.state)
+
+    def count(self, before: tuple[DecoderState, tuple[int, int, int, int]], work: Work) -> None:
+        """Add what the decoder counted since `before` to `work` and to the totals."""
+        state, numbers = before
+        if self.decoder.state is not state:  # a gap too long to conceal restarted the decoder
+            numbers = (0, 0, 0, 0)
+        after = _counts(self.decoder.state)
+        for total in (work, self.totals):
+            total.decoded += after[0] - numbers[0]
+            total.concealed += after[1] - numbers[1]
+            total.dropped += after[2] - numbers[2]
+            total.unsynced += after[3] - numbers[3]
+
+    def finish(self, audio: list[np.ndarray], last: bool) -> np.ndarray:
+        """The decoded audio at the client's rate; `last` ends the stream (see `decode`)."""
         if last:
             self.decoder.reset()
         return self.resampler.push(np.concatenate(audio), last=last)
@@ -112,6 +125,13 @@ class _Decoding:
             return 0
         gap = (packet.sequence - expected) % SEQUENCE_MODULO
         return gap if gap <= MAX_CONCEALED_GAP else 0
+
+
+def _played(work: Work, audio: np.ndarray) -> Work:
+    """`work` with its hop count and the decoded audio as its PCM message."""
+    work.hops = work.decoded + work.concealed + work.unsynced
+    work.messages.append(float_to_pcm(audio))
+    return work
 
 
 def _counts(state: DecoderState) -> tuple[int, int, int, int]:
@@ -142,10 +162,34 @@ class DecodeSession(Session):
 
     def process(self, data: bytes) -> Work:
         work = Work()
-        audio = self.decoding.decode([data], work)
-        work.hops = work.decoded + work.concealed + work.unsynced
-        work.messages.append(float_to_pcm(audio))
-        return work
+        return _played(work, self.decoding.decode([data], work))
+
+    @staticmethod
+    def process_together(sessions: "list[DecodeSession]", messages: list[bytes]
+                         ) -> list[Work | BitstreamError]:
+        """`process` for one message of each of several streams, decoded in one pass
+        (`streaming_core.batch_decoder`); a malformed message gets its `BitstreamError` and
+        leaves its stream as it was, as `process` would."""
+        results: list[Work | BitstreamError | None] = [None] * len(sessions)
+        ready: list[tuple[int, Packet]] = []
+        for i, data in enumerate(messages):
+            try:
+                ready.append((i, parse_packet(data)))
+            except BitstreamError as error:
+                results[i] = error
+        decodings = [sessions[i].decoding for i, _ in ready]
+        before = [decoding.counts() for decoding in decodings]
+        decoded = decode_together([decoding.decoder for decoding in decodings],
+                                  [packet for _, packet in ready])
+        for (i, packet), decoding, counts, audio in zip(ready, decodings, before, decoded,
+                                                        strict=True):
+            if isinstance(audio, BitstreamError):
+                results[i] = audio
+                continue
+            work = Work()
+            decoding.count(counts, work)
+            results[i] = _played(work, decoding.finish([audio], packet.end))
+        return results  # type: ignore[return-value]
 
     def flush(self) -> Work:
         work = Work()

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -196,7 +197,7 @@ class Stream:
             return Ending(closecodes.RATE, f"above {settings.rate_multiple:g}x real time "
                           f"(burst {settings.rate_burst_seconds:g} s)")
         try:
-            work = await self._run(self.session.process, data)
+            work = await self._process(data)
         except HopcodecError as error:
             kind = "bad_packet" if self.endpoint == "decode" else "bad_pcm"
             return self._malformed(kind, str(error))
@@ -256,16 +257,28 @@ class Stream:
         return None
 
     async def _run(self, function: Callable[..., Work], *args: Any) -> Work:
-        """Run codec work in the hop pool (or inline) and record its timing."""
-        metrics = self.service.metrics
-        executor = self.service.executor
-        queued = time.perf_counter()
-        if executor is None:
-            work, started, ended = _timed(function, *args)
-        else:
-            loop = asyncio.get_running_loop()
-            work, started, ended = await loop.run_in_executor(executor, _timed, function, *args)
-            metrics.queue_seconds.observe(started - queued)
+        """`function(*args)` on the hop threads (or inline), its timing recorded."""
+        scheduler = self.service.scheduler
+        if scheduler is None:
+            return self._record(*_timed(function, *args))
+        return await self._await_hop_thread(scheduler.run(function, *args))
+
+    async def _process(self, data: bytes) -> Work:
+        """`session.process(data)` on the hop threads (or inline), where a decode message goes
+        through together with the other streams' messages waiting with it; timing recorded."""
+        scheduler = self.service.scheduler
+        if scheduler is None:
+            return self._record(*_timed(self.session.process, data))
+        return await self._await_hop_thread(scheduler.process(self.session, data))
+
+    async def _await_hop_thread(self, job: Future[tuple[Work, float, float]]) -> Work:
+        submitted = time.perf_counter()
+        work, started, ended = await asyncio.wrap_future(job)
+        self.service.metrics.queue_seconds.observe(started - submitted)
+        return self._record(work, started, ended)
+
+    def _record(self, work: Work, started: float, ended: float) -> Work:
+        """Record the timing of a message's work; the work."""
         self.message_seconds.observe(ended - started)
         if work.hops:
             self.hop_seconds.observe((ended - started) / work.hops)

@@ -45,6 +45,10 @@ class Session(Protocol):
         """The graph's outputs for `input_feed`."""
 
 
+def _rows(feed: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(feed.values())))
+
+
 def _batch_key(feed: Mapping[str, np.ndarray]) -> tuple:
     return tuple((name, value.shape[1:], value.dtype.str) for name, value in feed.items())
 
@@ -63,7 +67,8 @@ class GraphBatcher:
         self.runs = 0
         """Graph runs so far."""
         self.calls = 0
-        """Calls served so far (calls / runs is the mean batch)."""
+        """Streams' calls served so far, counted as rows of the batch axis (a caller that stacks
+        several streams itself counts as that many; calls / runs is the mean batch)."""
 
     @property
     def busy(self) -> bool:
@@ -94,7 +99,7 @@ class GraphBatcher:
                 for c in batch:
                     c.done = True
                 self.runs += 1
-                self.calls += len(batch)
+                self.calls += sum(_rows(c.feed) for c in batch)
                 self._running = False
                 self._changed.notify_all()
         return self._result(call)
@@ -124,7 +129,7 @@ class GraphBatcher:
             except Exception:  # one bad call must not fail the others: run them one by one
                 pass
             else:
-                edges = np.cumsum([len(next(iter(c.feed.values()))) for c in batch])[:-1]
+                edges = np.cumsum([_rows(c.feed) for c in batch])[:-1]
                 columns = [np.split(output, edges) for output in joint]
                 for c, rows in zip(batch, zip(*columns, strict=True), strict=True):
                     c.outputs = list(rows)

@@ -76,6 +76,23 @@ class NeuralSynthesizer:
         return NeuralSynthState(gru_state=np.zeros((1, self.hidden), np.float32),
                                 enhancer_state=np.zeros((1, self.enhancer_hidden), np.float32))
 
+    def _feed(self, features: np.ndarray, state: NeuralSynthState, bitrate_bps: float | None
+              ) -> dict[str, np.ndarray]:
+        """The graph's inputs for n frames of one stream (batch axis 1); draws their noise."""
+        noise = state.rng.standard_normal((1, len(features), HOP)).astype(np.float32)
+        kbps = UNQUANTIZED_KBPS if bitrate_bps is None else bitrate_bps / 1000
+        return {"features": features.reshape(1, -1, NB_FEATURES).astype(np.float32),
+                "bitrate": np.full((1, len(features), 1), kbps, np.float32),
+                "noise": noise, "gru_state": state.gru_state, "phase": state.phase,
+                "enhancer_state": state.enhancer_state}
+
+    @staticmethod
+    def _advance(state: NeuralSynthState, outputs: list[np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Keep one stream's new graph states; its (excitation, cepstrum) as float64."""
+        excitation, cepstrum, state.gru_state, state.phase, state.enhancer_state = outputs
+        return excitation[0].astype(np.float64), cepstrum[0].astype(np.float64)
+
     def run_graph(self, features: np.ndarray, state: NeuralSynthState,
                   bitrate_bps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(excitation (n, HOP), cepstrum (n, NB_BANDS)) of n frames decoded at `bitrate_bps`
@@ -83,27 +100,38 @@ class NeuralSynthesizer:
 
         The excitation has unit level: the LPC residual power scales it.
         """
-        noise = state.rng.standard_normal((1, len(features), HOP)).astype(np.float32)
-        kbps = UNQUANTIZED_KBPS if bitrate_bps is None else bitrate_bps / 1000
-        excitation, cepstrum, state.gru_state, state.phase, state.enhancer_state = \
-            self.batcher.run({
-                "features": features.reshape(1, -1, NB_FEATURES).astype(np.float32),
-                "bitrate": np.full((1, len(features), 1), kbps, np.float32),
-                "noise": noise, "gru_state": state.gru_state, "phase": state.phase,
-                "enhancer_state": state.enhancer_state})
-        return excitation[0].astype(np.float64), cepstrum[0].astype(np.float64)
+        return self._advance(state, self.batcher.run(self._feed(features, state, bitrate_bps)))
 
     def synthesize(self, features: np.ndarray, state: NeuralSynthState,
                    bitrate_bps: float | None = None) -> np.ndarray:
         """Audio (n * HOP,) float32 for features (n, NB_FEATURES) decoded at `bitrate_bps`
         (the packet's mode; None: unquantized features)."""
         features = np.asarray(features, dtype=np.float64).reshape(-1, NB_FEATURES)
-        out = np.empty(len(features) * HOP, dtype=np.float32)
         if not len(features):
-            return out
-        excitation, cepstrum = self.run_graph(features, state, bitrate_bps)
-        for i in range(len(features)):
-            a, residual_power = lpc_from_cepstrum(cepstrum[i])
-            out[i * HOP : (i + 1) * HOP] = synthesis_filter(
-                excitation[i] * math.sqrt(max(residual_power, 0.0)), a, state.filters)
-        return np.clip(out, -1.0, 1.0, out=out)
+            return np.empty(0, dtype=np.float32)
+        return _filtered(*self.run_graph(features, state, bitrate_bps), state)
+
+    def synthesize_together(self, items: list[tuple[np.ndarray, NeuralSynthState, float | None]]
+                            ) -> list[np.ndarray]:
+        """`synthesize` for several streams' features (each item: features, state, bitrate), in
+        one graph run when they hold the same number of frames. Each stream's audio equals its
+        own `synthesize` call's to float rounding (the rows of a batched run)."""
+        frames = {np.asarray(features).size // NB_FEATURES for features, _, _ in items}
+        if len(items) < 2 or len(frames) != 1 or not frames.pop():
+            return [self.synthesize(*item) for item in items]
+        feeds = [self._feed(np.asarray(features, np.float64).reshape(-1, NB_FEATURES), state, kbps)
+                 for features, state, kbps in items]
+        stacked = self.batcher.run({name: np.concatenate([feed[name] for feed in feeds])
+                                    for name in feeds[0]})
+        return [_filtered(*self._advance(state, [output[i : i + 1] for output in stacked]), state)
+                for i, (_, state, _) in enumerate(items)]
+
+
+def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState) -> np.ndarray:
+    """The LPC synthesis and de-emphasis filters over one stream's graph output (n frames)."""
+    out = np.empty(len(excitation) * HOP, dtype=np.float32)
+    for i in range(len(excitation)):
+        a, residual_power = lpc_from_cepstrum(cepstrum[i])
+        out[i * HOP : (i + 1) * HOP] = synthesis_filter(
+            excitation[i] * math.sqrt(max(residual_power, 0.0)), a, state.filters)
+    return np.clip(out, -1.0, 1.0, out=out)

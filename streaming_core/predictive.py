@@ -245,6 +245,37 @@ class PredictiveState:
                                self.credit, self.transient_share)
 
 
+@dataclass
+class FrameCode:
+    """One frame's fields as read from the bitstream, before the prediction is added."""
+
+    log_period: float
+    voicing: float
+    books: list[np.ndarray]
+    """The codebooks of the frame's path (steady or transient)."""
+    indices: list[int]
+
+
+def decode_frames_together(frames: list[tuple["PredictiveQuantizer", PredictiveState, FrameCode]]
+                           ) -> list[np.ndarray]:
+    """`finish_frame` for one frame of each of several streams (quantizer, the stream's state,
+    the frame's code), their predictions made in one call of the predictor they share: what
+    `decode` gives each stream alone."""
+    predictors = {id(quantizer.predictor) for quantizer, _, _ in frames}
+    if len(predictors) > 1:
+        raise ValueError("frames decoded together must share one predictor")
+    current = np.array([[np.exp(code.log_period), code.voicing] for _, _, code in frames],
+                       np.float32)
+    predictions, predictor_states = frames[0][0].predictor(
+        np.stack([state.previous for _, state, _ in frames]), current,
+        np.concatenate([state.predictor_state for _, state, _ in frames]))
+    decoded = []
+    for i, (quantizer, state, code) in enumerate(frames):
+        state.predictor_state = predictor_states[i : i + 1]
+        decoded.append(quantizer.finish_frame(state, predictions[i], code))
+    return decoded
+
+
 class PredictiveQuantizer:
     """One bitrate mode of the predictive quantizer (`FrameQuantizer` interface)."""
 
@@ -375,6 +406,12 @@ class PredictiveQuantizer:
 
     def decode(self, reader: BitReader, state: PredictiveState) -> np.ndarray:
         """Read one frame."""
+        code = self.read_frame(reader, state)
+        return self.finish_frame(state, self._predict(state, code.log_period, code.voicing), code)
+
+    def read_frame(self, reader: BitReader, state: PredictiveState) -> "FrameCode":
+        """The first half of `decode`: one frame's fields, read without running the predictor
+        (`decode_frames_together` runs it once for the frames of many streams)."""
         transient = reader.read(1)
         books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
                              else (self.steady_books, self.steady_index_bits))
@@ -387,9 +424,13 @@ class PredictiveQuantizer:
             else:
                 log_period = min(max(log_period + float(self.pitch_deltas[pitch_index]),
                                      LOG_PERIOD_MIN), LOG_PERIOD_MAX)
-        prediction = self._predict(state, log_period, voicing)
-        indices = [reader.read(bits) for bits in index_bits]
-        return self._finish(state, _reconstruct(prediction, books, indices), log_period, voicing)
+        return FrameCode(log_period, voicing, books, [reader.read(bits) for bits in index_bits])
+
+    def finish_frame(self, state: PredictiveState, prediction: np.ndarray, code: "FrameCode"
+                     ) -> np.ndarray:
+        """The second half of `decode`: the frame from its prediction and its codewords."""
+        return self._finish(state, _reconstruct(prediction, code.books, code.indices),
+                            code.log_period, code.voicing)
 
     def conceal(self, state: PredictiveState) -> np.ndarray:
         """A lost frame: the predictor's own guess, pitch held, voicing decaying."""

@@ -51,3 +51,13 @@ def load_synthesizer(name: str) -> Synthesizer:
 def default_synthesizer() -> Synthesizer:
     """The best installed synthesizer."""
     return load_synthesizer(available_synthesizers()[-1])
+
+
+def synthesize_together(synthesizer: Synthesizer, items: list[tuple[np.ndarray, Any, float | None]]
+                        ) -> list[np.ndarray]:
+    """`synthesizer.synthesize(*item)` for every item (features, stream state, bitrate) of
+    several streams; in one graph run per stage where the synthesizer can (a neural one)."""
+    together = getattr(synthesizer, "synthesize_together", None)
+    if together is not None:
+        return together(items)
+    return [synthesizer.synthesize(*item) for item in items]

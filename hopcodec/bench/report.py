@@ -170,9 +170,10 @@ def _markdown(result: BenchResult, summary: list[dict[str, Any]], example: str) 
         lines += ["## Decoder speed (one core, nothing else running)", "",
                   f"`{example}` coded in the default mode, decoded as one stream with packets of 1 "
                   "frame (a live stream: one decoder call per 10 ms hop) and of 20 frames (a coded "
-                  f"file), and as {STREAMS_AT_ONCE} live streams at once, one thread each, all on "
-                  "one core (a server's hop threads: their overlapping hops share graph runs); "
-                  "best of 3 runs, real-time factor per stream.", ""]
+                  f"file), and as {STREAMS_AT_ONCE} live streams whose hops are decoded together "
+                  "(as a server's hop thread decodes the streams' messages that wait at the same "
+                  "time: one graph run per stage for all of them); best of 3 runs, real-time "
+                  "factor per stream.", ""]
         lines += speed_table(meta["decoder_speed"]) + [""]
     lines += [
         "## Plots",

@@ -1,17 +1,16 @@
 """Decoder speed on one core, the way a server meets it.
 
 The bench's per-clip `dec RTF` column times whole clips while every core runs a worker; this
-measures each hopcodec decoder after the worker pool has stopped: one stream with packets of 1
-frame (a live stream: one call per 10 ms hop) and of 20 frames (a file), and `STREAMS_AT_ONCE`
-live streams decoded at once by as many threads confined to one core, as a server's hop threads
-decode them (their overlapping hops share graph runs: `streaming_core/graph_batcher.py`).
-Best of a few runs; the real-time factor is per stream.
+measures each hopcodec decoder after the worker pool has stopped, on one core: one stream with
+packets of 1 frame (a live stream: one call per 10 ms hop) and of 20 frames (a file), and
+`STREAMS_AT_ONCE` live streams decoded hop by hop together, as a server's hop thread decodes
+the messages of its streams that wait at the same time (`streaming_core/batch_decoder.py`,
+`server/hop_scheduler.py`). Best of a few runs; the real-time factor is per stream.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import numpy as np
 PACKET_FRAMES = (1, 20)
 """Frames per packet measured for one stream: a live stream, and a coded file."""
 STREAMS_AT_ONCE = 16
-"""Live streams decoded at once on one core (one thread each)."""
+"""Live streams decoded together on one core."""
 
 
 def _decode_all(packets: list[bytes], synthesizer: Any) -> None:
@@ -33,26 +32,33 @@ def _decode_all(packets: list[bytes], synthesizer: Any) -> None:
         decoder.decode(packet)
 
 
+def _decode_together(packets: list[bytes], synthesizer: Any, streams: int) -> None:
+    """`streams` streams of these packets, each hop of all of them decoded in one pass."""
+    from streaming_core.batch_decoder import decode_together
+    from streaming_core.decoder import StreamDecoder
+
+    decoders = [StreamDecoder(synthesizer) for _ in range(streams)]
+    for packet in packets:
+        decode_together(decoders, [packet] * streams)
+
+
 def _best_decode_seconds(packets: list[bytes], synthesizer: Any, repeats: int,
                          streams: int = 1) -> float:
-    """Best wall time of decoding `packets` as `streams` streams at once (one thread each)."""
+    """Best wall time of decoding `packets` as `streams` streams at once (hop by hop together)."""
     best = float("inf")
     for _ in range(repeats):
-        threads = [threading.Thread(target=_decode_all, args=(packets, synthesizer))
-                   for _ in range(streams - 1)]
         started = time.perf_counter()
-        for t in threads:
-            t.start()
-        _decode_all(packets, synthesizer)
-        for t in threads:
-            t.join()
+        if streams == 1:
+            _decode_all(packets, synthesizer)
+        else:
+            _decode_together(packets, synthesizer, streams)
         best = min(best, time.perf_counter() - started)
     return best
 
 
 @contextmanager
 def _one_core() -> Iterator[None]:
-    """Confine this thread, and the threads it starts, to one CPU (Linux; elsewhere a no-op)."""
+    """Confine this thread to one CPU (Linux; elsewhere a no-op)."""
     if not hasattr(os, "sched_getaffinity"):
         yield
         return
