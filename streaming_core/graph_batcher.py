@@ -1,12 +1,14 @@
 """Dynamic batching of one ONNX graph across streams: calls that overlap share one run.
 
-A server decodes many streams at once, one 10 ms hop per call, each from its own hop thread.
-Running the per-hop graph once per stream pays onnxruntime's fixed cost per node every time
-and reads every weight from memory every time; a GRU step for 16 streams costs little more than
-for one. `GraphBatcher.run` lets the calls that arrive while a run is in progress wait, then
-puts them all through the next run, stacked along the batch axis (axis 0 of every input and
-output of the graph). A lone caller never waits: with one stream, or one thread, every batch
-holds one call and the graph runs exactly as `session.run` would.
+Streams decoded from several threads at once (a library user's threads, the server's hop
+threads when they decode messages one at a time) each call the per-hop graphs. Running a graph
+once per stream pays onnxruntime's fixed cost per node every time and reads every weight from
+memory every time; a GRU step for 16 streams costs little more than for one. (The server's main
+path stacks its streams itself: `streaming_core/batch_decoder.py` passes one call of many rows,
+which this runs as it is.) `GraphBatcher.run` lets the calls that arrive while a run is in
+progress wait, then puts them all through the next run, stacked along the batch axis (axis 0
+of every input and output of the graph). A lone caller never waits: with one stream, or one
+thread, every batch holds one call and the graph runs exactly as `session.run` would.
 
 Only calls whose inputs agree in every axis but the first (the same number of frames) go
 through together; the others wait for the next run. This is the dynamic batching of serving
