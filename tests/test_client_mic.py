@@ -124,26 +124,55 @@ def codec_hops(captured: np.ndarray, mode: str) -> np.ndarray:
     return np.stack([decoder.decode(p)[-HOP:] for hop in hops for p in encoder.push(hop)])
 
 
-def check_recording(tmp: Path, report: dict, speech: np.ndarray, speaker: np.ndarray) -> tuple:
+DEVICE_ATTEMPTS = 2
+"""Runs of the client before the device checks fail. A stall of the shared VM can starve the
+PulseAudio pipe source whatever the priorities (one CI run captured 51 % of the speech while
+the same test passed 6 of 6 runs idle and beside 4 busy processes): it costs one more run, and
+a client that loses audio fails both."""
+
+
+def device_problem(tmp: Path, speech: np.ndarray, speaker: np.ndarray) -> str | None:
+    """What went wrong between the devices and the client, or None."""
     captured, _ = soundfile.read(str(tmp / "captured.wav"), dtype="float32")
     played, _ = soundfile.read(str(tmp / "played.wav"), dtype="float32")
     assert len(captured) == len(played) > SAMPLE_RATE
     # What the client captured is the speech fed into the FIFO (16-bit copies of each other).
     captured_ok = found_fraction(speech, captured, 0.99)
-    level = float(np.sqrt(np.mean(captured**2)))
-    assert captured_ok > 0.8, f"only {captured_ok:.0%} of the speech was captured (rms {level:.4f})"
+    if captured_ok <= 0.8:
+        level = float(np.sqrt(np.mean(captured**2)))
+        return f"only {captured_ok:.0%} of the speech was captured (rms {level:.4f})"
     # What the speaker played is what the client played.
     played_ok = found_fraction(played, speaker, 0.95)
-    assert played_ok > 0.7, f"only {played_ok:.0%} of the client's output reached the null sink"
+    if played_ok <= 0.7:
+        return f"only {played_ok:.0%} of the client's output reached the null sink"
+    return None
+
+
+def run_and_check(env: dict[str, str], speech: np.ndarray, tmp: Path, *args: str
+                  ) -> tuple[dict, str, np.ndarray, np.ndarray]:
+    """`run_mic` until the devices carried the audio (at most DEVICE_ATTEMPTS runs), then the
+    latency checks; (report, stdout, captured, played)."""
+    for attempt in range(1, DEVICE_ATTEMPTS + 1):
+        folder = tmp / f"run{attempt}"
+        folder.mkdir()
+        report, speaker, stdout = run_mic(env, speech, folder, *args)
+        problem = device_problem(folder, speech, speaker)
+        if problem is None:
+            break
+        print(f"run {attempt}: {problem}")
+    else:
+        pytest.fail(f"{DEVICE_ATTEMPTS} runs, the last: {problem}")
     # Latency: measured inside the client, plus the device buffers PortAudio reports.
     assert report["measured_mouth_to_ear_ms"] <= BUDGET_MS
     assert report["mean_mouth_to_ear_ms"] <= BUDGET_MS
-    return captured, played
+    captured, _ = soundfile.read(str(folder / "captured.wav"), dtype="float32")
+    played, _ = soundfile.read(str(folder / "played.wav"), dtype="float32")
+    return report, stdout, captured, played
 
 
 def test_mic_local_plays_the_codecs_decoding_of_the_speech(audio_env, speech, tmp_path):
-    report, speaker, stdout = run_mic(audio_env, speech, tmp_path, "--local", "--mode", "scalar-4000")
-    captured, played = check_recording(tmp_path, report, speech, speaker)
+    report, stdout, captured, played = run_and_check(audio_env, speech, tmp_path, "--local",
+                                                     "--mode", "scalar-4000")
     # In-process, every frame plays in the tick it was captured: the output is exactly the
     # offline codec's decoding of the captured audio.
     expected = codec_hops(captured, "scalar-4000").reshape(-1)
@@ -161,8 +190,8 @@ def test_mic_over_the_server_plays_the_servers_decoding(audio_env, speech, tmp_p
     with ServerProcess(Settings()) as server:
         # The server's threads get the priority the audio threads have (see `realtime`).
         subprocess.run(["chrt", "-a", "-f", "-p", "10", str(server.process.pid)], capture_output=True)
-        report, speaker, _ = run_mic(audio_env, speech, tmp_path, "--server", server.ws)
-    captured, played = check_recording(tmp_path, report, speech, speaker)
+        report, _, captured, played = run_and_check(audio_env, speech, tmp_path, "--server",
+                                                    server.ws)
     expected = codec_hops(captured, get_mode("default").name)
     hops = played[: len(played) // HOP * HOP].reshape(-1, HOP)
     # Each played hop is the server's decoding of the frame captured `delay` ticks earlier.
