@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streaming_core.bitpack import BitReader
-from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
+from streaming_core.bitstream import Packet, parse_packet
 from streaming_core.decoder import StreamDecoder
 from streaming_core.errors import BitstreamError
 from streaming_core.predictive import FrameCode, PredictiveQuantizer, decode_frames_together
@@ -65,12 +65,13 @@ def _decode_alone(decoder: StreamDecoder, packet: Packet) -> Result:
 
 
 def _on_common_path(decoder: StreamDecoder, packet: Packet) -> bool:
-    """One frame of a predictive mode, the next one the stream expects, with a state to decode it."""
-    state = decoder.state
+    """One frame of a predictive mode, the next one the stream expects (nothing to conceal or
+    drop), with a state to decode it (`StreamDecoder.starting_state` is not None)."""
+    expected = decoder.state.next_frame
     return (packet.frame_count == 1
             and isinstance(packet.mode.quantizer, PredictiveQuantizer)
-            and (state.next_frame is None or packet.sequence == state.next_frame)
-            and (packet.reset or packet.mode.state_key in state.quantizer_states))
+            and (expected is None or packet.sequence == expected)
+            and (packet.reset or packet.mode.state_key in decoder.state.quantizer_states))
 
 
 def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Packet]],
@@ -79,8 +80,7 @@ def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Pac
     read: list[tuple[int, Packet, PredictiveQuantizer, object, FrameCode]] = []
     for i, packet in members:
         quantizer = packet.mode.quantizer
-        states = decoders[i].state.quantizer_states
-        trial = (quantizer.new_state() if packet.reset else states[packet.mode.state_key]).copy()
+        trial = decoders[i].starting_state(packet)
         reader = BitReader(packet.payload)
         try:
             code = quantizer.read_frame(reader, trial)
@@ -95,12 +95,9 @@ def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Pac
                                      for _, _, quantizer, trial, code in read])
     items = []
     for (i, packet, _, trial, _), frame in zip(read, frames, strict=True):
-        state = decoders[i].state
-        state.quantizer_states[packet.mode.state_key] = trial
-        state.next_frame = (packet.sequence + 1) % SEQUENCE_MODULO
-        state.current_mode = packet.mode
-        state.frames_decoded += 1
-        items.append((frame[None], state.synth, packet.mode.bitrate_bps))
+        decoders[i].state.quantizer_states[packet.mode.state_key] = trial
+        decoders[i].account(packet)
+        items.append((frame[None], decoders[i].state.synth, packet.mode.bitrate_bps))
     audio = synthesize_together(decoders[read[0][0]].synthesizer, items)
     for (i, *_), samples in zip(read, audio, strict=True):
         results[i] = samples

@@ -88,13 +88,12 @@ class StreamDecoder:
             if len(concealed):  # leave no trace of a packet that cannot be decoded
                 self.state = before
             raise
-        state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
         if features is None:
+            state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
             state.frames_unsynced += packet.frame_count
             audio = np.zeros(packet.frame_count * HOP, dtype=np.float32)
         else:
-            state.current_mode = packet.mode
-            state.frames_decoded += packet.frame_count
+            self.account(packet)
             audio = self.synthesizer.synthesize(features, state.synth, packet.mode.bitrate_bps)
         return np.concatenate((concealed, audio)) if len(concealed) else audio
 
@@ -111,26 +110,38 @@ class StreamDecoder:
             state.next_frame = (state.next_frame + frames) % SEQUENCE_MODULO
         return self.synthesizer.synthesize(guesses, state.synth, state.current_mode.bitrate_bps)
 
-    def _dequantize(self, packet: Packet) -> np.ndarray | None:
-        """Features of every frame in the packet; the state changes only if all of them parse.
-
-        None when the packet needs a predictor state this decoder does not have (it joined the
-        stream after a reset): its frames are played as silence until the next reset.
-        """
+    def starting_state(self, packet: Packet) -> Any | None:
+        """A copy of the dequantizer state the packet's first frame starts from (a fresh one
+        after a reset), to decode on and keep once the whole packet parsed; None when the packet
+        needs a predictor state this decoder does not have (it joined the stream after a reset):
+        its frames are played as silence until the next reset."""
         quantizer = packet.mode.quantizer
         states = self.state.quantizer_states
         key = packet.mode.state_key
         if packet.reset:
-            qstate = quantizer.new_state()
-        elif key in states:
-            qstate = states[key]
-        elif getattr(quantizer, "variable_rate", False):
+            return quantizer.new_state()
+        if key in states:
+            return states[key].copy()
+        if getattr(quantizer, "variable_rate", False):
             return None
-        else:
-            qstate = quantizer.new_state()
-        trial = qstate.copy()
+        return quantizer.new_state()
+
+    def account(self, packet: Packet) -> None:
+        """Bookkeeping of a packet whose frames were dequantized and are being played."""
+        state = self.state
+        state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
+        state.current_mode = packet.mode
+        state.frames_decoded += packet.frame_count
+
+    def _dequantize(self, packet: Packet) -> np.ndarray | None:
+        """Features of every frame in the packet (None: see `starting_state`); the state
+        changes only if all of them parse."""
+        trial = self.starting_state(packet)
+        if trial is None:
+            return None
+        quantizer = packet.mode.quantizer
         reader = BitReader(packet.payload)
         frames = [quantizer.decode(reader, trial) for _ in range(packet.frame_count)]
         reader.check_padding()
-        states[key] = trial
+        self.state.quantizer_states[packet.mode.state_key] = trial
         return np.stack(frames)

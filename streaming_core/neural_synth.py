@@ -78,10 +78,11 @@ class NeuralSynthesizer:
 
     def _feed(self, features: np.ndarray, state: NeuralSynthState, bitrate_bps: float | None
               ) -> dict[str, np.ndarray]:
-        """The graph's inputs for n frames of one stream (batch axis 1); draws their noise."""
+        """The graph's inputs for n frames (n, NB_FEATURES) of one stream (batch axis 1); draws
+        their noise."""
         noise = state.rng.standard_normal((1, len(features), HOP)).astype(np.float32)
         kbps = UNQUANTIZED_KBPS if bitrate_bps is None else bitrate_bps / 1000
-        return {"features": features.reshape(1, -1, NB_FEATURES).astype(np.float32),
+        return {"features": np.asarray(features, np.float32).reshape(1, -1, NB_FEATURES),
                 "bitrate": np.full((1, len(features), 1), kbps, np.float32),
                 "noise": noise, "gru_state": state.gru_state, "phase": state.phase,
                 "enhancer_state": state.enhancer_state}
@@ -106,7 +107,7 @@ class NeuralSynthesizer:
                    bitrate_bps: float | None = None) -> np.ndarray:
         """Audio (n * HOP,) float32 for features (n, NB_FEATURES) decoded at `bitrate_bps`
         (the packet's mode; None: unquantized features)."""
-        features = np.asarray(features, dtype=np.float64).reshape(-1, NB_FEATURES)
+        features = np.asarray(features, dtype=np.float32).reshape(-1, NB_FEATURES)
         if not len(features):
             return np.empty(0, dtype=np.float32)
         return _filtered(*self.run_graph(features, state, bitrate_bps), state)
@@ -119,7 +120,7 @@ class NeuralSynthesizer:
         frames = {np.asarray(features).size // NB_FEATURES for features, _, _ in items}
         if len(items) < 2 or len(frames) != 1 or not frames.pop():
             return [self.synthesize(*item) for item in items]
-        feeds = [self._feed(np.asarray(features, np.float64).reshape(-1, NB_FEATURES), state, kbps)
+        feeds = [self._feed(np.asarray(features).reshape(-1, NB_FEATURES), state, kbps)
                  for features, state, kbps in items]
         stacked = self.batcher.run({name: np.concatenate([feed[name] for feed in feeds])
                                     for name in feeds[0]})
