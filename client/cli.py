@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     p.add_argument("--token", default=os.environ.get("HOPCODEC_TOKEN"),
                    help="bearer token (default: $HOPCODEC_TOKEN)")
-    p.add_argument("--record", metavar="DIR", help="write captured.wav, played.wav and report.json here")
+    p.add_argument("--record", metavar="DIR",
+                   help="write captured.wav, played.wav, playout.txt and report.json here")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.set_defaults(handler=cmd_mic)
 

@@ -33,6 +33,8 @@ class EngineState:
     """Recorded input hops, when recording."""
     played: list[np.ndarray] = field(default_factory=list)
     """Recorded output hops, when recording."""
+    played_events: list[str] = field(default_factory=list)
+    """The event of each recorded output hop, when recording."""
     delay_sum: int = 0
     """Sum over played ticks of the playout delay (for the mean)."""
 
@@ -72,6 +74,7 @@ class DuplexEngine:
         if self.record:
             state.captured.append(hop.copy())
             state.played.append(out.copy())
+            state.played_events.append(event)
         return out
 
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time: Any,

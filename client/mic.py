@@ -266,6 +266,8 @@ class MicSession:
         played = np.concatenate(self.engine.state.played)
         write_wav(folder / "captured.wav", captured, SAMPLE_RATE)
         write_wav(folder / "played.wav", played, SAMPLE_RATE)
+        # One line per hop of played.wav: what the jitter buffer played there.
+        (folder / "playout.txt").write_text("\n".join(self.engine.state.played_events) + "\n")
         if np.any(captured) and np.any(played):
             lag = measure_speech_delay(captured, played, (self.max_delay + 4) * HOP)
             report.measured_internal_ms = 1000.0 * lag / SAMPLE_RATE

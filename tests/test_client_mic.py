@@ -149,9 +149,9 @@ def device_problem(tmp: Path, speech: np.ndarray, speaker: np.ndarray) -> str | 
 
 
 def run_and_check(env: dict[str, str], speech: np.ndarray, tmp: Path, *args: str
-                  ) -> tuple[dict, str, np.ndarray, np.ndarray]:
+                  ) -> tuple[dict, str, np.ndarray, np.ndarray, list[str]]:
     """`run_mic` until the devices carried the audio (at most DEVICE_ATTEMPTS runs), then the
-    latency checks; (report, stdout, captured, played)."""
+    latency checks; (report, stdout, captured, played, the jitter buffer's event per played hop)."""
     for attempt in range(1, DEVICE_ATTEMPTS + 1):
         folder = tmp / f"run{attempt}"
         folder.mkdir()
@@ -167,17 +167,19 @@ def run_and_check(env: dict[str, str], speech: np.ndarray, tmp: Path, *args: str
     assert report["mean_mouth_to_ear_ms"] <= BUDGET_MS
     captured, _ = soundfile.read(str(folder / "captured.wav"), dtype="float32")
     played, _ = soundfile.read(str(folder / "played.wav"), dtype="float32")
-    return report, stdout, captured, played
+    events = (folder / "playout.txt").read_text().split()
+    assert len(events) == len(played) // HOP
+    return report, stdout, captured, played, events
 
 
 def test_mic_local_plays_the_codecs_decoding_of_the_speech(audio_env, speech, tmp_path):
-    report, stdout, captured, played = run_and_check(audio_env, speech, tmp_path, "--local",
-                                                     "--mode", "scalar-4000")
+    report, stdout, captured, played, events = run_and_check(audio_env, speech, tmp_path, "--local",
+                                                             "--mode", "scalar-4000")
     # In-process, every frame plays in the tick it was captured: the output is exactly the
     # offline codec's decoding of the captured audio.
     expected = codec_hops(captured, "scalar-4000").reshape(-1)
     np.testing.assert_allclose(played[: len(expected)], expected, atol=1.5 / 32768)
-    assert report["events"].get("conceal", 0) == 0
+    assert report["events"].get("conceal", 0) == 0 and "conceal" not in events
     # The speech envelope's correlation scatters by about a millisecond with how the speech falls
     # on the hop grid (tests/test_latency.py): within 3 ms of the decoder delay.
     assert report["measured_internal_ms"] == pytest.approx(report["decoder_delay_ms"], abs=3.0)
@@ -190,17 +192,24 @@ def test_mic_over_the_server_plays_the_servers_decoding(audio_env, speech, tmp_p
     with ServerProcess(Settings()) as server:
         # The server's threads get the priority the audio threads have (see `realtime`).
         subprocess.run(["chrt", "-a", "-f", "-p", "10", str(server.process.pid)], capture_output=True)
-        report, _, captured, played = run_and_check(audio_env, speech, tmp_path, "--server",
-                                                    server.ws)
+        report, _, captured, played, events = run_and_check(audio_env, speech, tmp_path, "--server",
+                                                            server.ws)
     expected = codec_hops(captured, get_mode("default").name)
     hops = played[: len(played) // HOP * HOP].reshape(-1, HOP)
-    # Each played hop is the server's decoding of the frame captured `delay` ticks earlier.
-    matched = 0
+    # Each hop the jitter buffer played (not concealed or inserted: a VM stall makes replies
+    # late, and one CI run concealed 31 hops) is the server's decoding of the frame captured
+    # `delay` ticks earlier. A few may differ: a packet the client skips as too late to send
+    # leaves a gap that the server conceals, and its prediction differs from the offline
+    # decoder's for a while.
     loud = [t for t, hop in enumerate(hops) if np.abs(hop).max() > 0.01]
-    for tick in loud:
-        candidates = expected[max(tick - report["max_delay_ticks"], 0) : tick + 1]
-        matched += bool(np.any(np.all(np.abs(candidates - hops[tick]) <= 1.5 / 32768, axis=1)))
-    assert matched >= 0.95 * len(loud), f"{matched} of {len(loud)} played hops are the server's decoding"
+    from_server = [t for t in loud if events[t] == "play"]
+    concealed = len(loud) - len(from_server)
+    assert len(from_server) >= 0.8 * len(loud), f"{concealed} of {len(loud)} loud hops concealed"
+    wrong = [t for t in from_server
+             if not np.any(np.all(np.abs(expected[max(t - report["max_delay_ticks"], 0) : t + 1] - hops[t])
+                                  <= 1.5 / 32768, axis=1))]
+    assert len(wrong) <= 0.05 * len(from_server), \
+        f"{len(wrong)} of {len(from_server)} played hops are not the server's decoding"
     # The round trip is measured and in milliseconds; how short it is belongs to the bench (a
     # stalled CI VM once showed a 672 ms loopback round trip in the browser test).
     assert report["final"]["rtt_ms"] is not None and 0 < report["final"]["rtt_ms"] < 5000

@@ -149,6 +149,16 @@ def test_engine_with_local_link_equals_the_offline_codec(speech):
     assert link.traffic.payload_bits == 40 * len(hops)
 
 
+def test_engine_records_what_it_played_at_each_tick():
+    """The recording names each played hop's event: a frame missing at its turn is concealed."""
+    engine = DuplexEngine(JitterBuffer(), PcmPlayout(), record=True)
+    engine.capture = lambda tick, hop: tick != 5 and engine.deliver(tick, hop + 1, 0.0)
+    for _ in range(10):
+        engine.process(np.zeros(HOP, np.float32))
+    assert engine.state.played_events == ["play"] * 5 + ["conceal"] + ["play"] * 4
+    assert len(engine.state.played) == 10 and np.all(engine.state.played[6] == 1)
+
+
 # --- protocol, errors, backoff --------------------------------------------------------------
 
 
