@@ -55,7 +55,7 @@ class HopScheduler:
         self._changed = threading.Condition()
         self._stopping = False
         self.passes = 0
-        """Decode passes so far (a message alone counts as one)."""
+        """Decode passes so far (a message alone counts as one; `/metrics`)."""
         self.messages_together = 0
         """Decode messages those passes processed (messages / passes: the mean batch)."""
         self._threads = [threading.Thread(target=self._serve, name=f"hop-{i}", daemon=True)

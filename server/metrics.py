@@ -1,12 +1,16 @@
 """Prometheus metrics of one server process (GET /metrics)."""
 
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from streaming_core.graph_batcher import GraphBatcher
+
+if TYPE_CHECKING:
+    from server.hop_scheduler import HopScheduler
 
 HOP_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 """Seconds; the 10 ms bucket edge is the real-time limit of one hop."""
@@ -58,6 +62,10 @@ class Metrics:
         """Export the runs and calls of these per-hop graphs (name -> batcher)."""
         self.registry.register(_GraphCollector(batchers))
 
+    def watch_scheduler(self, scheduler: "HopScheduler") -> None:
+        """Export the hop scheduler's decode passes and the messages they decoded."""
+        self.registry.register(_SchedulerCollector(scheduler))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
@@ -80,3 +88,18 @@ class _GraphCollector:
             calls.add_metric([name], batcher.calls)
         yield runs
         yield calls
+
+
+class _SchedulerCollector:
+    """hopcodec_decode_passes and hopcodec_decode_pass_messages, read from the scheduler."""
+
+    def __init__(self, scheduler: "HopScheduler") -> None:
+        self.scheduler = scheduler
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("hopcodec_decode_passes", "decode passes of the hop threads (a "
+                                  "message decoded alone counts as one)",
+                                  value=self.scheduler.passes)
+        yield CounterMetricFamily("hopcodec_decode_pass_messages", "streams' decode messages those "
+                                  "passes processed (messages / passes: the streams per pass)",
+                                  value=self.scheduler.messages_together)

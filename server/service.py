@@ -37,6 +37,8 @@ class Service:
         metrics = Metrics()
         metrics.watch_graphs(_graph_batchers(synthesizer))
         scheduler = HopScheduler(settings.hop_threads) if settings.hop_threads else None
+        if scheduler is not None:
+            metrics.watch_scheduler(scheduler)
         return cls(settings=settings, metrics=metrics, synthesizer=synthesizer, scheduler=scheduler,
                    slots=StreamSlots(settings.max_streams),
                    latency_ms=latency_budget(synthesizer)["total_ms"],

@@ -148,13 +148,14 @@ def test_decode_endpoint_equals_offline_decoder(server: ServerProcess, clip: str
 
 
 def _graph_counters(server: ServerProcess) -> dict[tuple[str, str], float]:
-    """(counter, graph) -> value of hopcodec_graph_runs/calls in /metrics."""
+    """(counter, graph) -> value of hopcodec_graph_runs/calls and (counter, "") -> value of
+    hopcodec_decode_passes/pass_messages in /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = http(server, "/metrics", token=None)[1].decode()
-    return {(sample.name, sample.labels["graph"]): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name.startswith("hopcodec_graph_")}
+    return {(sample.name, sample.labels.get("graph", "")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.startswith(("hopcodec_graph_", "hopcodec_decode_pass"))}
 
 
 def test_streams_decoded_at_once_equal_the_offline_decoder_and_are_counted(server: ServerProcess
@@ -178,6 +179,11 @@ def test_streams_decoded_at_once_equal_the_offline_decoder_and_are_counted(serve
     for graph in ("decoder", "predictor"):
         assert 0 < grew("runs", graph) <= grew("calls", graph), graph
     assert grew("calls", "decoder") == sum(len(p) for p in streams)  # one call per 1-frame packet
+    # Every packet (one message each) went through a decode pass of the hop threads.
+    passes = after[("hopcodec_decode_passes_total", "")] - before[("hopcodec_decode_passes_total", "")]
+    messages = (after[("hopcodec_decode_pass_messages_total", "")]
+                - before[("hopcodec_decode_pass_messages_total", "")])
+    assert messages == sum(len(p) for p in streams) and 0 < passes <= messages
 
 
 @pytest.mark.parametrize(("rate", "mode"), [(16000, "scalar-4000"), (44100, "scalar-4000"),
