@@ -235,6 +235,9 @@ def _server_figures(before: dict | None, after: dict | None, wall: float) -> dic
                        for name in ("hopcodec_graph_runs", "hopcodec_graph_calls"))
         # with several workers the two scrapes may come from different ones: then no figure
         figures[f"{graph}_mean_batch"] = round(calls / runs, 2) if 0 < runs <= calls else None
+    passes, messages = (_total(after, name) - _total(before, name)
+                        for name in ("hopcodec_decode_passes", "hopcodec_decode_pass_messages"))
+    figures["streams_per_pass"] = round(messages / passes, 2) if 0 < passes <= messages else None
     figures["frames_concealed"] = (_total(after, "hopcodec_frames_concealed")
                                    - _total(before, "hopcodec_frames_concealed"))
     return figures

@@ -36,6 +36,7 @@ def test_every_frame_comes_back_and_the_servers_figures_are_read() -> None:
     assert report["server_cpu_percent"] > 0
     assert report["hop_processing_p50_ms"] > 0 and report["thread_wait_p50_ms"] is not None
     assert report["decoder_mean_batch"] >= 1 and report["predictor_mean_batch"] >= 1
+    assert report["streams_per_pass"] >= 1
     assert report["frames_concealed"] == 0
 
 
