@@ -66,6 +66,15 @@ def test_noise_pulse_envelope_has_unit_power_and_peaks_once_per_period():
     torch.testing.assert_close(unvoiced, torch.ones_like(unvoiced))
     with pytest.raises(ValueError, match="noise_pulse_depth"):
         HopVocoder(noise_pulse_depth=1.5)
+    # voiced_noise_gain scales the voiced frames' envelope only, to its power
+    quieter = HopVocoder(noise_pulse_depth=0.99, voiced_noise_gain=0.7)
+    torch.testing.assert_close(quieter._pulse_envelope(phase, torch.full((1, 1), 0.95)), 0.7 * voiced,
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(quieter._pulse_envelope(phase, torch.full((1, 1), 0.1)), unvoiced)
+    for bad in ({"voiced_noise_gain": 0.0}, {"voiced_noise_gain": 1.2}, {"voiced_noise_gain": 0.5,
+                                                                          "noise_pulse_depth": 0.0}):
+        with pytest.raises(ValueError, match="voiced_noise_gain"):
+            HopVocoder(**{"noise_pulse_depth": 0.99, **bad})
 
 
 def test_noise_pulses_change_voiced_frames_only(speech):

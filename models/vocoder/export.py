@@ -24,13 +24,17 @@ INPUT_NAMES = ["features", "bitrate", "noise", "gru_state", "phase", "enhancer_s
 OUTPUT_NAMES = ["excitation", "cepstrum", "gru_state_out", "phase_out", "enhancer_state_out"]
 
 
-def load_checkpoint(path: Path, noise_pulse_depth: float | None = None) -> HopVocoder:
+def load_checkpoint(path: Path, noise_pulse_depth: float | None = None,
+                    voiced_noise_gain: float | None = None) -> HopVocoder:
     """The vocoder saved in a training checkpoint (constructor arguments travel with it);
-    `noise_pulse_depth` replaces the checkpoint's (a run-time choice: no weights depend on it)."""
+    `noise_pulse_depth` and `voiced_noise_gain` replace the checkpoint's (run-time choices: no
+    weights depend on them)."""
     saved = torch.load(path, weights_only=False, map_location="cpu")
     config = dict(saved["config"])
     if noise_pulse_depth is not None:
         config["noise_pulse_depth"] = noise_pulse_depth
+    if voiced_noise_gain is not None:
+        config["voiced_noise_gain"] = voiced_noise_gain
     model = HopVocoder(**config)
     model.load_weights(saved["model"])
     return model.eval()
@@ -154,12 +158,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise-pulse-depth", type=float, metavar="D",
                         help="pitch-synchronous modulation of the noise source in voiced frames, "
                         "0..1 (default: the checkpoint's own, 0 if it has none)")
+    parser.add_argument("--voiced-noise-gain", type=float, metavar="S",
+                        help="amplitude of the noise source in voiced frames, 0..1, with the "
+                        "pulses (default: the checkpoint's own, 1 if it has none)")
     parser.add_argument("--torch-copies", action="store_true",
                         help="also write hopvocoder.pt (and enhancer.pt) beside the graph: the "
                         "weights alone, for the parity tests")
     args = parser.parse_args(argv)
     enhancer = load_enhancer(args.enhancer) if args.enhancer else FeatureEnhancer().eval()
-    graph = HopDecoderGraph(load_checkpoint(args.checkpoint, args.noise_pulse_depth), enhancer)
+    vocoder = load_checkpoint(args.checkpoint, args.noise_pulse_depth, args.voiced_noise_gain)
+    graph = HopDecoderGraph(vocoder, enhancer)
     metadata = export(graph, args.output, args.version)
     if args.torch_copies:
         folder = args.output.parent

@@ -8,7 +8,8 @@ white noise given as an input (so decoding is deterministic), shaped per frame i
 domain. In voiced frames the noise is first multiplied by a pitch-synchronous pulse envelope
 (`noise_pulse_depth`; the noise of voiced speech comes in bursts at each glottal pulse, and
 unmodulated it is heard as hiss beside the voice: the time-domain noise envelope of the
-harmonic-plus-noise model, Stylianou, IEEE Trans. Speech Audio Proc. 2001). Their sum is the
+harmonic-plus-noise model, Stylianou, IEEE Trans. Speech Audio Proc. 2001) and scaled by
+`voiced_noise_gain` (less noise beside the harmonics of voiced frames). Their sum is the
 excitation of the LPC synthesis filter, scaled to the LPC residual power. The idea is a neural
 source-filter model (Wang, Takaki, Yamagishi 2019) feeding an LPC filter as in LPCNet (Valin &
 Skoglund 2019).
@@ -89,12 +90,19 @@ class HopVocoder(nn.Module):
     """Features -> unit-power excitation, one GRU step per hop."""
 
     def __init__(self, hidden: int = 256, conditioning: int = 128, harmonics: int = 80,
-                 seed: int = 0, noise_pulse_depth: float = 0.0) -> None:
+                 seed: int = 0, noise_pulse_depth: float = 0.0, voiced_noise_gain: float = 1.0
+                 ) -> None:
         super().__init__()
         if not 0.0 <= noise_pulse_depth <= 1.0:
             raise ValueError(f"noise_pulse_depth must be in [0, 1], got {noise_pulse_depth}")
+        if not 0.0 < voiced_noise_gain <= 1.0:
+            raise ValueError(f"voiced_noise_gain must be in (0, 1], got {voiced_noise_gain}")
+        if voiced_noise_gain != 1.0 and noise_pulse_depth == 0.0:
+            raise ValueError("voiced_noise_gain scales the pulsed noise of voiced frames: it "
+                             "needs noise_pulse_depth > 0")
         self.config = {"hidden": hidden, "conditioning": conditioning, "harmonics": harmonics,
-                       "seed": seed, "noise_pulse_depth": noise_pulse_depth}
+                       "seed": seed, "noise_pulse_depth": noise_pulse_depth,
+                       "voiced_noise_gain": voiced_noise_gain}
         self.hidden, self.harmonics = hidden, harmonics
         self.conditioning = nn.Sequential(
             nn.Linear(NB_FEATURES, conditioning), nn.Tanh(),
@@ -104,9 +112,9 @@ class HopVocoder(nn.Module):
         self.gains = nn.Linear(hidden + conditioning, 2 * NB_BANDS)
         self.noise_pulse_depth = noise_pulse_depth
         if noise_pulse_depth > 0:  # the envelope's two constants (`_pulse_envelope`)
-            d = noise_pulse_depth
+            d, gain = noise_pulse_depth, voiced_noise_gain
             pulse_rms = np.sqrt(PULSE_MEAN_SQUARE)
-            rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2)
+            rms = np.sqrt((1 - d) ** 2 + 2 * d * (1 - d) * PULSE_MEAN / pulse_rms + d**2) / gain
             self.pulse_offsets = (float(-PULSE_SHARPNESS + np.log(d / (pulse_rms * rms))),
                                   float((1 - d) / rms - 1))
         rng = np.random.default_rng(seed)
@@ -161,9 +169,9 @@ class HopVocoder(nn.Module):
     def _pulse_envelope(self, phase: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
         """(B, T, HOP) gain of the noise for voicing (B, T, 1): 1 + v (g(phase) - 1), v = 1 in
         voiced frames (voicing at least 0.05 above `VOICED`), 0 as far below, a ramp between.
-        g = (1 - d + d p) / rms mixes a unit-power pulse p per pitch period into the flat noise
-        as much as the depth d, at unit power; written as exp(-k cos(phase) + c1) + c2
-        (cos(phase - pi) = -cos(phase)) to keep the graph small."""
+        g = s (1 - d + d p) / rms mixes a unit-power pulse p per pitch period into the flat noise
+        as much as the depth d, at the power s^2 (s: `voiced_noise_gain`); written as
+        exp(-k cos(phase) + c1) + c2 (cos(phase - pi) = -cos(phase)) to keep the graph small."""
         c1, c2 = self.pulse_offsets
         voiced = ((voicing - VOICED) * 10.0 + 0.5).clamp(0.0, 1.0)
         return 1.0 + voiced * (torch.exp(torch.cos(phase) * -PULSE_SHARPNESS + c1) + c2)
