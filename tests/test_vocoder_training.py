@@ -66,7 +66,7 @@ def test_noise_pulse_envelope_has_unit_power_and_peaks_once_per_period():
     torch.testing.assert_close(unvoiced, torch.ones_like(unvoiced))
     with pytest.raises(ValueError, match="noise_pulse_depth"):
         HopVocoder(noise_pulse_depth=1.5)
-    # voiced_noise_gain scales the voiced frames' envelope only, to its power
+    # voiced_noise_gain s scales the envelope of voiced frames by s (their noise power by s^2)
     quieter = HopVocoder(noise_pulse_depth=0.99, voiced_noise_gain=0.7)
     torch.testing.assert_close(quieter._pulse_envelope(phase, torch.full((1, 1), 0.95)), 0.7 * voiced,
                                rtol=1e-4, atol=1e-6)
