@@ -93,11 +93,12 @@ def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Pac
         return
     frames = decode_frames_together([(quantizer, trial, code)
                                      for _, _, quantizer, trial, code in read])
-    items = []
-    for (i, packet, _, trial, _), frame in zip(read, frames, strict=True):
+    items = [(frame[None], decoders[i].state.synth, packet.mode.bitrate_bps)
+             for (i, packet, *_), frame in zip(read, frames, strict=True)]
+    audio = synthesize_together(decoders[read[0][0]].synthesizer, items)
+    # The dequantizer states and counters move on only once every stream has its audio: a pass
+    # that raises (a bug; the server then decodes each message alone) leaves them as they were.
+    for (i, packet, _, trial, _), samples in zip(read, audio, strict=True):
         decoders[i].state.quantizer_states[packet.mode.state_key] = trial
         decoders[i].account(packet)
-        items.append((frame[None], decoders[i].state.synth, packet.mode.bitrate_bps))
-    audio = synthesize_together(decoders[read[0][0]].synthesizer, items)
-    for (i, *_), samples in zip(read, audio, strict=True):
         results[i] = samples

@@ -86,3 +86,30 @@ def test_a_stream_twice_in_one_call_is_refused(speech: np.ndarray) -> None:
     packets = encode_audio(speech[:3200], "hop-1600", 1)
     with pytest.raises(ValueError, match="one packet per stream"):
         decode_together([decoder, decoder], packets[:2])
+
+
+def test_a_failing_graph_run_leaves_every_stream_where_it_was(monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """The server decodes each message alone after a joint pass raised: for that, the pass must
+    not have moved any stream on (else the packet would be dropped as a duplicate)."""
+    synth = load_synthesizer("neural")
+    speech = load_for_codec(CLIPS[0])[0][:8000]
+    streams = [encode_audio(speech, mode, 1) for mode in ("hop-1600", "hop-800")]
+    decoders = [StreamDecoder(synth) for _ in streams]
+    decode_together(decoders, [s[0] for s in streams])
+    before = [(d.state.next_frame, d.state.frames_decoded,
+               {k: v.previous.copy() for k, v in d.state.quantizer_states.items()}) for d in decoders]
+
+    def broken(feed: dict) -> list:
+        raise RuntimeError("onnxruntime failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(synth.batcher, "run", broken)
+        with pytest.raises(RuntimeError, match="onnxruntime failed"):
+            decode_together(decoders, [s[1] for s in streams])
+    for decoder, (next_frame, decoded, previous) in zip(decoders, before, strict=True):
+        assert (decoder.state.next_frame, decoder.state.frames_decoded) == (next_frame, decoded)
+        for key, frame in previous.items():
+            np.testing.assert_array_equal(decoder.state.quantizer_states[key].previous, frame)
+    for decoder, stream in zip(decoders, streams, strict=True):  # each alone, as the server retries
+        assert len(decoder.decode(stream[1])) == 160 and decoder.state.packets_dropped == 0
