@@ -295,11 +295,10 @@ class PredictiveQuantizer:
         """Encoder only: exponent of the band-loudness weights of the search (0: unweighted)."""
         self.steady_books = [codebooks[n] for n in allocation.steady_stages]
         self.transient_books = [codebooks[n] for n in allocation.transient_stages]
-        self.steady_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
-                                  for b in self.steady_books]
-        self.transient_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
-                                     for b in self.transient_books]
+        self.steady_band_books: list[np.ndarray] = []
+        self.transient_band_books: list[np.ndarray] = []
         """The same books as log band energies, for the weighted search."""
+        self.codebooks_changed()
         self.steady_index_bits = [int(np.log2(len(b))) for b in self.steady_books]
         self.transient_index_bits = [int(np.log2(len(b))) for b in self.transient_books]
         flag_and_voicing = 1 + allocation.voicing_bits
@@ -321,6 +320,14 @@ class PredictiveQuantizer:
     def bits_per_frame(self) -> int:
         """Nominal (average) payload bits per frame."""
         return self.allocation.target_bits
+
+    def codebooks_changed(self) -> None:
+        """Recompute what the search derives from the codebooks; call after changing their
+        values in place (`models.quantizer.refine` does, between its rounds)."""
+        self.steady_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
+                                  for b in self.steady_books]
+        self.transient_band_books = [log_energies_from_cepstrum(b).astype(np.float32)
+                                     for b in self.transient_books]
 
     def new_state(self) -> PredictiveState:
         """State after a reset."""

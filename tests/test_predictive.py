@@ -265,6 +265,38 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
         np.testing.assert_array_equal(book, released[name])
 
 
+def test_the_search_follows_codebooks_changed_in_place(speech):
+    """The weighted search keeps the codebooks as band energies too; after the books change in
+    place (as `models.quantizer.refine` changes them between rounds), `codebooks_changed` makes
+    the search choose as a quantizer built on the new books does. Without it the search chose
+    by the old books' band energies and added the new books' codewords."""
+    from streaming_core.predictive import PredictiveQuantizer
+
+    mode = get_mode("hop-1600")
+    released = mode.quantizer
+    rng = np.random.default_rng(3)
+    books = {name: book.copy() for name, book in released.codebooks.items()}
+    quantizer = PredictiveQuantizer(released.allocation, books, released.predictor,
+                                    released.threshold)
+    frames = analyze_signal(speech)
+
+    def coded(q: PredictiveQuantizer) -> bytes:
+        writer, state = BitWriter(), q.new_state()
+        for frame in frames:
+            q.encode(frame, writer, state)
+        return writer.to_bytes()
+
+    before = coded(quantizer)
+    for book in books.values():
+        book += 0.3 * rng.standard_normal(book.shape).astype(book.dtype)
+    stale = coded(quantizer)
+    quantizer.codebooks_changed()
+    fresh = PredictiveQuantizer(released.allocation, books, released.predictor, released.threshold)
+    assert coded(quantizer) == coded(fresh)
+    assert coded(quantizer) != stale
+    assert before != coded(fresh)
+
+
 def test_a_predictor_graph_of_the_older_layout_is_refused(tmp_path):
     """A format-5 predictor graph (inputs previous and gru_state, no `current`) is refused with
     a message that names the inputs, not run with the wrong meaning."""

@@ -139,6 +139,13 @@ def refine_stages(books: dict[str, np.ndarray], record: SearchRecord,
             book[k] = np.linalg.solve(normal[k], moment[k])
 
 
+def codebooks_changed() -> None:
+    """Tell every predictive mode that the shared codebooks changed in place: the weighted
+    search keeps them as band energies too, which would otherwise go stale."""
+    for mode in predictive_modes():
+        mode.quantizer.codebooks_changed()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     books = get_mode(MODES[0]).quantizer.codebooks  # the arrays every predictive mode uses
     for stage in STAGES:
         np.copyto(books[stage], stored[stage])
+    codebooks_changed()
     train = FeatureDataset(args.cache, "train", seq_len=args.frames, copies=[0]).batch(
         np.random.default_rng(0), args.windows).features.astype(np.float32)
     valid = FeatureDataset(args.cache, "valid", seq_len=args.frames, copies=[0]).batch(
@@ -180,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         with recording_search(record):
             code_windows(train, MODES, f"round {round_}: coding training windows")
         refine_stages(books, record)
+        codebooks_changed()
         np.savez(args.out / f"codebooks_round{round_}.npz", **{**stored, **books})
         report(round_)
     np.savez(args.release / "codebooks.npz", **{**stored, **{s: books[s] for s in STAGES}})
