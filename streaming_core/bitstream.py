@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode, mode_for_header
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
+"""Format 7: format 6's layout with the codebooks refined further (`models.quantizer.refine`)."""
 PACKET_HEADER = struct.Struct(">BBHB")
 MAX_FRAMES_PER_PACKET = 50
 MAX_PACKET_BYTES = 1024

@@ -74,7 +74,7 @@ def replace(packet: bytes, offset: int, value: int) -> bytes:
         (lambda p: p[:-1], "payload truncated"),
         (lambda p: p + b"\0", "payload oversized"),
         (lambda p: p + bytes(2000), "packet oversized"),
-        (lambda p: replace(p, 0, (7 << 4) | FLAG_RESET), "unknown packet format version 7"),
+        (lambda p: replace(p, 0, (9 << 4) | FLAG_RESET), "unknown packet format version 9"),
         (lambda p: replace(p, 0, (FORMAT_VERSION << 4) | 0x8), "reserved flag bits"),
         (lambda p: replace(p, 1, 200), "unknown mode id 200"),
         (lambda p: replace(p, 4, 0), "frame count 0"),
