@@ -265,6 +265,20 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
         np.testing.assert_array_equal(book, released[name])
 
 
+def test_refine_refuses_a_release_folder_with_another_predictor(tmp_path, capsys):
+    """The refine command codes with the installed predictor; codebooks for another one would be
+    fitted to the wrong residuals, so such a `--release` folder is refused by name."""
+    pytest.importorskip("tqdm", reason="the train extra is not installed")
+    from models.quantizer.refine import main
+
+    (tmp_path / "predictor.onnx").write_bytes(b"another predictor")
+    with pytest.raises(SystemExit):
+        main(["--cache", str(tmp_path / "no-cache"), "--release", str(tmp_path),
+              "--out", str(tmp_path / "out")])
+    assert "is not the installed predictor" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_search_follows_codebooks_changed_in_place(speech):
     """The weighted search keeps the codebooks as band energies too; after the books change in
     place (as `models.quantizer.refine` changes them between rounds), `codebooks_changed` makes

@@ -1,6 +1,6 @@
 """Refine the released codebooks for the encoder's search (loudness-weighted, M-best).
 
-    python -m models.quantizer.refine --cache data/cache --release models/released --rounds 2
+    python -m models.quantizer.refine --cache data/cache --release models/released --rounds 9
 
 `models.quantizer.train` fits the codebooks by k-means to plain residuals coded by the greedy
 search; the encoder searches with a beam and weighs each band's error by its loudness
@@ -17,8 +17,12 @@ here:
    the generalised Lloyd algorithm, Linde, Buzo & Gray, IEEE Trans. Commun. 1980, with the
    stages updated jointly in turn as in LeBlanc et al. 1993).
 
-Validation windows are coded before and after every round; `OUT/refine.log` (JSON lines) keeps
-each mode's weighted error per frame and band distortion in dB. The predictor and the transient
+The search keeps the codebooks also as band energies; they are recomputed after every round
+(`codebooks_changed`), so each round searches with the codewords it refines. The predictor is
+the installed one (`streaming_core.modes.RELEASED`): a `--release` folder with another
+`predictor.onnx` is refused. Validation windows are coded before and after every round;
+`OUT/refine.log` (JSON lines) keeps each mode's weighted error per frame and band distortion in
+dB. The predictor and the transient
 thresholds stay as they are. A new codebook changes what every index means: the bitstream
 format version goes up with it.
 """
@@ -37,7 +41,7 @@ from models.data.loader import FeatureDataset
 from streaming_core import predictive
 from streaming_core.bitpack import BitWriter
 from streaming_core.constants import NB_BANDS
-from streaming_core.modes import get_mode, predictive_modes
+from streaming_core.modes import RELEASED, get_mode, predictive_modes
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 MODES = ("hop-1200", "hop-1600", "hop-1600", "hop-2400", "hop-3200")
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, required=True, help="feature cache")
     parser.add_argument("--release", type=Path, default=Path("models/released"),
-                        help="folder with predictor.onnx and codebooks.npz; codebooks.npz is rewritten")
+                        help="folder with codebooks.npz (rewritten) and the installed predictor.onnx "
+                        "or none")
     parser.add_argument("--out", type=Path, default=Path("runs/refine"), help="run folder (log, rounds)")
     parser.add_argument("--windows", type=int, default=1500, help="training windows per round")
     parser.add_argument("--valid-windows", type=int, default=300)
@@ -159,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
 
+    other_predictor = args.release / "predictor.onnx"
+    if other_predictor.is_file() and (other_predictor.read_bytes()
+                                      != (RELEASED / "predictor.onnx").read_bytes()):
+        parser.error(f"{other_predictor} is not the installed predictor "
+                     f"({RELEASED / 'predictor.onnx'}), which the quantizer runs with")
     args.out.mkdir(parents=True, exist_ok=True)
     stored = dict(np.load(args.release / "codebooks.npz"))
     books = get_mode(MODES[0]).quantizer.codebooks  # the arrays every predictive mode uses
