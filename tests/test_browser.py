@@ -171,11 +171,13 @@ def test_page_sends_the_microphone_at_16k_in_10ms_hops(session, speech):
     # The fake microphone plays the WAV (resampled by Chromium to the context rate, and by the
     # page's worklet back to 16 kHz): the speech's loud 100 ms pieces are found in what was sent.
     # Piece by piece: when the machine starves Chromium's audio thread, a dropped buffer costs
-    # only the pieces it touches (a whole second matched at 0.86 once in CI); a wrong rate or
-    # hop would lose them all.
+    # only the pieces it touches (a whole second matched at 0.86 once in CI; 79 % of the pieces
+    # were found in a CI run that took 13 min instead of 9). A wrong rate or hop loses far more:
+    # this clip read at 44.1 kHz as 48 kHz (or back) leaves 0 % of the pieces, one sample lost
+    # per hop 16 %, 10 ms lost in every 100 ms 37 %.
     found = found_fraction(speech[: 2 * SAMPLE_RATE], sent, 0.95)
     print(f"speech pieces found in what the page sent: {found:.0%}")
-    assert found > 0.8, f"only {found:.0%} of the microphone's speech is in what the page sent"
+    assert found > 0.6, f"only {found:.0%} of the microphone's speech is in what the page sent"
 
 
 def test_page_receives_exactly_the_codecs_output(session):
