@@ -7,8 +7,10 @@ import pytest
 
 from streaming_core.analysis import analyze_signal
 from streaming_core.codec import decode_features, decode_packets, encode_audio
+from streaming_core.constants import HOP
+from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.modes import RELEASED
-from streaming_core.neural_synth import NeuralSynthesizer
+from streaming_core.neural_synth import ENVELOPE_SUBFRAMES, NeuralSynthesizer, hop_envelopes
 
 MODEL = RELEASED / "hopvocoder.onnx"
 
@@ -88,6 +90,35 @@ def test_reset_and_priming(speech, vocoder):
                                atol=1e-5)
     # ... and a new state reproduces the fresh output exactly.
     np.testing.assert_array_equal(vocoder.synthesize(features, vocoder.new_state()), fresh)
+
+
+def test_envelope_moves_from_the_previous_hop_without_lookahead():
+    # Each piece of the hop takes the cepstrum interpolated at its start between the previous
+    # frame's analysis centre (160 samples before this frame's) and this frame's; past this
+    # frame's centre (the hop's second half) it holds this frame's: no lookahead.
+    assert sum(length for length, _ in ENVELOPE_SUBFRAMES) == HOP
+    start = 0
+    for length, weight in ENVELOPE_SUBFRAMES:
+        position = start - DECODER_DELAY  # relative to this frame's analysis centre
+        assert weight == (1.0 if position >= 0 else pytest.approx(1 + position / HOP))
+        start += length
+    previous, current = np.zeros(18), np.linspace(-1, 1, 18)
+    pieces = hop_envelopes(current, previous)
+    np.testing.assert_allclose(pieces[0][1], ENVELOPE_SUBFRAMES[0][1] * current)
+    assert pieces[-1][1] is current
+    assert hop_envelopes(current, None) == [(HOP, current)]  # a stream's first hop holds
+
+
+def test_synthesis_interpolates_the_envelope(speech, vocoder, monkeypatch):
+    import streaming_core.neural_synth as neural_synth
+
+    features = analyze_signal(speech[:16000])
+    interpolated = vocoder.synthesize(features, vocoder.new_state())
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", ((HOP, 1.0),))
+    held = vocoder.synthesize(features, vocoder.new_state())
+    # The first hop has no previous one and holds its envelope either way; later hops move.
+    np.testing.assert_array_equal(interpolated[:HOP], held[:HOP])
+    assert np.abs(interpolated[HOP:] - held[HOP:]).max() > 1e-3
 
 
 def test_older_graph_layout_is_refused(tmp_path):

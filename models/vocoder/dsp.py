@@ -3,7 +3,10 @@
 LPC from the cepstrum mirrors `streaming_core.lpc` (same band layout, lag window, Levinson);
 the synthesis filter 1/A(z) and de-emphasis are applied per frame in the frequency domain
 (512-point FFT, the tail overlap-added into the next frames), which matches the exact IIR
-filters used at run time to within the truncation of their impulse responses.
+filters used at run time to within the truncation of their impulse responses and the way a
+change of filter carries the past output (`tests/test_vocoder_training.py` measures how close).
+Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES`, its
+envelope moving from the previous hop's, as at run time (`filter_hops`).
 """
 
 import numpy as np
@@ -12,6 +15,7 @@ from scipy.fft import idct
 
 from streaming_core.constants import HOP, LOG_ENERGY_FLOOR, LPC_ORDER, NB_BANDS, PREEMPHASIS
 from streaming_core.lpc import LAG_WINDOW, WHITE_NOISE_CORRECTION
+from streaming_core.neural_synth import ENVELOPE_SUBFRAMES
 from streaming_core.spectrum import NB_BINS, analysis_window, band_interpolation
 
 FILTER_FFT = 512
@@ -93,3 +97,23 @@ def filter_frames(excitation: torch.Tensor, response: torch.Tensor) -> torch.Ten
     for c in range(chunks):
         out[:, c : c + frames] += pieces[:, :, c]
     return out[:, :frames].reshape(batch, frames * HOP)
+
+
+def filter_hops(excitation: torch.Tensor, cepstrum: torch.Tensor, lpc: LpcFromCepstrum
+                ) -> torch.Tensor:
+    """Speech (B, T * HOP) from unit-level excitation (B, T, HOP) and the cepstra (B, T, 18) of
+    the LPC envelope: each piece of `ENVELOPE_SUBFRAMES` scaled by the residual power of its
+    interpolated envelope and filtered by it (the filters are linear, so the pieces, each
+    filtered as a zero-padded hop, add up). The first hop holds its own envelope."""
+    previous = torch.cat((cepstrum[:, :1], cepstrum[:, :-1]), dim=1)
+    speech = torch.zeros(excitation.shape[0], excitation.shape[1] * HOP, device=excitation.device)
+    start = 0
+    for length, weight in ENVELOPE_SUBFRAMES:
+        envelope = cepstrum if weight == 1.0 else weight * cepstrum + (1.0 - weight) * previous
+        a, residual = lpc(envelope)
+        piece = torch.zeros_like(excitation)
+        piece[..., start : start + length] = (excitation[..., start : start + length]
+                                              * residual.clamp(min=0).sqrt()[..., None])
+        speech = speech + filter_frames(piece, synthesis_response(a))
+        start += length
+    return speech

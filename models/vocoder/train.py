@@ -28,7 +28,7 @@ from models.vocoder.discriminator import (
     discriminator_loss,
     generator_losses,
 )
-from models.vocoder.dsp import LpcFromCepstrum, filter_frames, synthesis_response
+from models.vocoder.dsp import LpcFromCepstrum, filter_hops
 from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.losses import multi_resolution_stft_loss
 from models.vocoder.model import HopVocoder
@@ -49,9 +49,7 @@ def synthesize(model: HopVocoder, lpc: LpcFromCepstrum, features: torch.Tensor,
         with torch.no_grad():
             features, _ = enhancer(features, bitrate)
     excitation, _, _ = model(features, noise)
-    a, residual = lpc(features[..., :NB_BANDS])
-    excitation = excitation * residual.clamp(min=0).sqrt()[..., None]
-    return filter_frames(excitation, synthesis_response(a))
+    return filter_hops(excitation, features[..., :NB_BANDS], lpc)
 
 
 def batch_speech(model: HopVocoder, lpc: LpcFromCepstrum, features: np.ndarray, signal: np.ndarray,
