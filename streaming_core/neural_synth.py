@@ -2,8 +2,8 @@
 
 The graph (`models.vocoder.model.HopDecoderGraph`) takes T hops of decoded features: a causal
 GRU (the feature enhancer) estimates the clean spectral shape, and the vocoder's GRU shapes the
-excitation; the LPC synthesis and de-emphasis filters follow here, their envelope moving from
-the previous hop's to this hop's within the hop (`ENVELOPE_SUBFRAMES`). A live stream calls it once
+excitation; the LPC synthesis and de-emphasis filters follow here (one envelope per hop, or
+pieces of it: `ENVELOPE_SUBFRAMES`). A live stream calls it once
 per 10 ms hop; a packet of several frames goes through in one call, which is the same
 computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by
 every stream; a stream is a `NeuralSynthState`: the states the graph takes and returns, the
@@ -27,25 +27,27 @@ from streaming_core.graph_batcher import GraphBatcher
 from streaming_core.lpc import lpc_from_cepstrum
 from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
-ENVELOPE_SUBFRAMES: tuple[tuple[int, float], ...] = ((40, 0.5), (40, 0.75), (80, 1.0))
-"""How the LPC envelope moves within a hop: consecutive pieces of the hop's 160 output samples,
-each (samples, weight of this hop's cepstrum against the previous hop's). Output hop n stands
-for input samples [160 n - 80, 160 n + 80) (`DECODER_DELAY`), frame n's analysis window is
-centred on sample 160 n and frame n - 1's on 160 n - 160. The first half of the hop lies between
-those two centres, so each 40-sample piece takes the cepstrum interpolated between them at the
-piece's start (0.5 at 160 n - 80, 0.75 at 160 n - 40); the second half lies past frame n's
-centre, where interpolating would need frame n + 1 (lookahead), and holds frame n. The cepstra
-are log band energies, so an interpolated envelope is a weighted geometric mean of two spectra
-and its filter is as stable as theirs. The idea of the sub-frame interpolation of the LPC
-parameters in CELP coders (ITU-T G.729 interpolates its LSPs between 5 ms sub-frames).
+INTERPOLATED_ENVELOPE: tuple[tuple[int, float], ...] = ((40, 0.5), (40, 0.75), (80, 1.0))
+"""A measured alternative to holding each hop's LPC envelope (`ENVELOPE_SUBFRAMES`): consecutive
+pieces of the hop's 160 output samples, each (samples, weight of this hop's cepstrum against the
+previous hop's). Output hop n stands for input samples [160 n - 80, 160 n + 80)
+(`DECODER_DELAY`), frame n's analysis window is centred on sample 160 n and frame n - 1's on
+160 n - 160. The first half of the hop lies between those two centres, so each 40-sample piece
+takes the cepstrum interpolated between them at the piece's start; the second half lies past
+frame n's centre, where interpolating would need frame n + 1 (lookahead), and holds frame n.
+The cepstra are log band energies, so an interpolated envelope is a weighted geometric mean of
+two spectra and its filter is as stable as theirs. The idea of the sub-frame interpolation of
+the LPC parameters in CELP coders (ITU-T G.729 interpolates its LSPs between 5 ms sub-frames).
 
-Holding each hop's envelope for the whole hop, as the vocoder was trained and as the DSP
-baseline still does, steps the formants every 10 ms by that frame's quantization error. On 40
-validation clips at hop-1600 (`docs/benchmarks.md`) these weights raised PESQ-WB by 0.11,
-ViSQOL by 0.01 and DNSMOS by 0.03 and lowered WARP-Q by 0.05 against holding (STOI -0.004);
-weights taken at the pieces' centres (0.625, 0.875) did a little less on 120 further clips
-(PESQ-WB -0.027, WARP-Q +0.010, DNSMOS -0.012), the whole hop interpolated (0.25 ... 1, 4
-pieces) cost STOI 0.015."""
+On 120 validation clips at hop-1600 it raised PESQ-WB by 0.13, ViSQOL by 0.006 and DNSMOS by
+0.03 and lowered WARP-Q by 0.056 against holding (STOI -0.004; `models/README.md`). It is not
+the default because most of that gain is the level (c0), whose ramp over the first half-hop
+moves a noise burst's onset 2-4 ms later: `hopcodec latency --algorithmic-only` measures
+17.1-18.9 ms against the configured 15 (`tests/test_latency.py` allows 1.5 ms)."""
+
+ENVELOPE_SUBFRAMES: tuple[tuple[int, float], ...] = ((HOP, 1.0),)
+"""How the LPC envelope moves within a hop, as `INTERPOLATED_ENVELOPE` describes: released
+decoders hold each hop's envelope for the whole hop, as the vocoder was trained."""
 
 NOISE_SEED = 0x4E53
 UNQUANTIZED_KBPS = 64.0

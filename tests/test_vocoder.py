@@ -10,7 +10,12 @@ from streaming_core.codec import decode_features, decode_packets, encode_audio
 from streaming_core.constants import HOP
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.modes import RELEASED
-from streaming_core.neural_synth import ENVELOPE_SUBFRAMES, NeuralSynthesizer, hop_envelopes
+from streaming_core.neural_synth import (
+    ENVELOPE_SUBFRAMES,
+    INTERPOLATED_ENVELOPE,
+    NeuralSynthesizer,
+    hop_envelopes,
+)
 
 MODEL = RELEASED / "hopvocoder.onnx"
 
@@ -92,30 +97,34 @@ def test_reset_and_priming(speech, vocoder):
     np.testing.assert_array_equal(vocoder.synthesize(features, vocoder.new_state()), fresh)
 
 
-def test_envelope_moves_from_the_previous_hop_without_lookahead():
+def test_envelope_moves_from_the_previous_hop_without_lookahead(monkeypatch):
     # Each piece of the hop takes the cepstrum interpolated at its start between the previous
     # frame's analysis centre (160 samples before this frame's) and this frame's; past this
     # frame's centre (the hop's second half) it holds this frame's: no lookahead.
-    assert sum(length for length, _ in ENVELOPE_SUBFRAMES) == HOP
+    import streaming_core.neural_synth as neural_synth
+
+    scheme = INTERPOLATED_ENVELOPE
+    assert sum(length for length, _ in ENVELOPE_SUBFRAMES) == sum(length for length, _ in scheme) == HOP
     start = 0
-    for length, weight in ENVELOPE_SUBFRAMES:
+    for length, weight in scheme:
         position = start - DECODER_DELAY  # relative to this frame's analysis centre
         assert weight == (1.0 if position >= 0 else pytest.approx(1 + position / HOP))
         start += length
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", scheme)
     previous, current = np.zeros(18), np.linspace(-1, 1, 18)
     pieces = hop_envelopes(current, previous)
-    np.testing.assert_allclose(pieces[0][1], ENVELOPE_SUBFRAMES[0][1] * current)
+    np.testing.assert_allclose(pieces[0][1], scheme[0][1] * current)
     assert pieces[-1][1] is current
     assert hop_envelopes(current, None) == [(HOP, current)]  # a stream's first hop holds
 
 
-def test_synthesis_interpolates_the_envelope(speech, vocoder, monkeypatch):
+def test_synthesis_interpolates_the_envelope_when_asked(speech, vocoder, monkeypatch):
     import streaming_core.neural_synth as neural_synth
 
     features = analyze_signal(speech[:16000])
-    interpolated = vocoder.synthesize(features, vocoder.new_state())
-    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", ((HOP, 1.0),))
     held = vocoder.synthesize(features, vocoder.new_state())
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", INTERPOLATED_ENVELOPE)
+    interpolated = vocoder.synthesize(features, vocoder.new_state())
     # The first hop has no previous one and holds its envelope either way; later hops move.
     np.testing.assert_array_equal(interpolated[:HOP], held[:HOP])
     assert np.abs(interpolated[HOP:] - held[HOP:]).max() > 1e-3

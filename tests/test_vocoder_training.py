@@ -148,13 +148,14 @@ def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch) -> float:
 
 
 def test_training_filters_the_envelope_as_the_runtime_does(speech, monkeypatch):
-    # The FFT filter of training and the IIR filter of the runtime differ where the filter
-    # changes (how the past output carries over), so they agree to about 20 dB, not exactly;
+    # With the envelope interpolated within the hop (the runtime holds it by default). The FFT
+    # filter of training and the IIR filter of the runtime differ where the filter changes (how
+    # the past output carries over), so they agree to about 20 dB, not exactly;
     # training with the envelope held while the runtime moves it within the hop agrees less.
-    from streaming_core.neural_synth import ENVELOPE_SUBFRAMES
+    from streaming_core.neural_synth import INTERPOLATED_ENVELOPE
 
     held = ((160, 1.0),)
-    matched = _filter_snr(speech, ENVELOPE_SUBFRAMES, ENVELOPE_SUBFRAMES, monkeypatch)
-    mismatched = _filter_snr(speech, ENVELOPE_SUBFRAMES, held, monkeypatch)
+    matched = _filter_snr(speech, INTERPOLATED_ENVELOPE, INTERPOLATED_ENVELOPE, monkeypatch)
+    mismatched = _filter_snr(speech, INTERPOLATED_ENVELOPE, held, monkeypatch)
     print(f"training vs runtime filter: {matched:.1f} dB, {mismatched:.1f} dB with the envelope held")
     assert matched > 18 and matched > mismatched + 3

@@ -5,8 +5,8 @@ the synthesis filter 1/A(z) and de-emphasis are applied per frame in the frequen
 (512-point FFT, the tail overlap-added into the next frames), which matches the exact IIR
 filters used at run time to within the truncation of their impulse responses and the way a
 change of filter carries the past output (`tests/test_vocoder_training.py` measures how close).
-Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES`, its
-envelope moving from the previous hop's, as at run time (`filter_hops`).
+Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES` (in the
+release one piece: the hop's own envelope), as at run time (`filter_hops`).
 """
 
 import numpy as np
