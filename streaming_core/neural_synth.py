@@ -20,34 +20,58 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from streaming_core.constants import HOP, NB_FEATURES
+from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.errors import HopcodecError
 from streaming_core.graph_batcher import GraphBatcher
-from streaming_core.lpc import lpc_from_cepstrum
+from streaming_core.lpc import autocorrelation_from_cepstrum, lpc_from_autocorrelation
 from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
-INTERPOLATED_ENVELOPE: tuple[tuple[int, float], ...] = ((40, 0.5), (40, 0.75), (80, 1.0))
-"""A measured alternative to holding each hop's LPC envelope (`ENVELOPE_SUBFRAMES`): consecutive
-pieces of the hop's 160 output samples, each (samples, weight of this hop's cepstrum against the
-previous hop's). Output hop n stands for input samples [160 n - 80, 160 n + 80)
-(`DECODER_DELAY`), frame n's analysis window is centred on sample 160 n and frame n - 1's on
-160 n - 160. The first half of the hop lies between those two centres, so each 40-sample piece
-takes the cepstrum interpolated between them at the piece's start; the second half lies past
-frame n's centre, where interpolating would need frame n + 1 (lookahead), and holds frame n.
-The cepstra are log band energies, so an interpolated envelope is a weighted geometric mean of
-two spectra and its filter is as stable as theirs. The idea of the sub-frame interpolation of
-the LPC parameters in CELP coders (ITU-T G.729 interpolates its LSPs between 5 ms sub-frames).
+EnvelopePieces = tuple[tuple[int, float], ...]
+"""Consecutive pieces of a hop's 160 output samples, each (samples, weight of this hop's
+cepstrum against the previous hop's): a piece's LPC envelope is
+`weight * this + (1 - weight) * previous`. Output hop n stands for input samples
+[160 n - 80, 160 n + 80) (`DECODER_DELAY`); frame n's analysis window is centred on sample
+160 n and frame n - 1's on 160 n - 160, so a weight of 1 + t / 160 puts a piece on the straight
+line through the two frames at t samples from frame n's centre. The cepstra are log band
+energies, so an interpolated envelope is a weighted geometric mean of two spectra (a weight
+above 1 extrapolates the log spectrum) and its filter is as stable as any other spectrum's."""
 
-On 120 validation clips at hop-1600 it raised PESQ-WB by 0.13, ViSQOL by 0.006 and DNSMOS by
-0.03 and lowered WARP-Q by 0.056 against holding (STOI -0.004; `models/README.md`). It is not
-the default because most of that gain is the level (c0), whose ramp over the first half-hop
-moves a noise burst's onset 2-4 ms later: `hopcodec latency --algorithmic-only` measures
-17.1-18.9 ms against the configured 15 (`tests/test_latency.py` allows 1.5 ms)."""
+HELD_ENVELOPE: EnvelopePieces = ((HOP, 1.0),)
+"""Each hop's envelope held for the whole hop (the release)."""
 
-ENVELOPE_SUBFRAMES: tuple[tuple[int, float], ...] = ((HOP, 1.0),)
-"""How the LPC envelope moves within a hop, as `INTERPOLATED_ENVELOPE` describes: released
-decoders hold each hop's envelope for the whole hop, as the vocoder was trained."""
+INTERPOLATED_ENVELOPE: EnvelopePieces = ((40, 0.5), (40, 0.75), (80, 1.0))
+"""Measured, not used: the first half of the hop (between the two frames' centres) interpolated
+at each 40-sample piece's start, the second half (past frame n's centre) held. On 120
+validation clips at hop-1600 it raised PESQ-WB by 0.13, ViSQOL by 0.006 and DNSMOS by 0.03 and
+lowered WARP-Q by 0.056 against holding (STOI -0.004; `models/README.md`), but the envelope then
+lags: a noise burst's onset is heard 2-4 ms later (`hopcodec latency --algorithmic-only`
+measures 17.1-18.9 ms against the configured 15)."""
+
+RAMPED_ENVELOPE: EnvelopePieces = ((40, 0.625), (40, 0.875), (40, 1.125), (40, 1.375))
+"""Measured, not used: the envelope on the straight line through the previous and this frame,
+each 40-sample piece at the line's value at its middle: the first half of the hop interpolates,
+the second half extrapolates the move from the previous frame past this frame's centre (no
+lookahead: the line is drawn through past frames only). The ramp is centred on the frame, so
+the envelope does not lag: the measured algorithmic latency stays at or below the held
+envelope's. An extrapolated level may overshoot the higher of the two frames' by at most
+`LEVEL_OVERSHOOT_DB` (a sudden onset would otherwise be boosted by 3/8 of its step for the
+hop's last quarter). On 40 validation clips at hop-1600 it raised PESQ-WB by 0.046 and lowered
+WARP-Q by 0.025 against holding, but in `hopcodec bench` DNSMOS fell in every mode (by
+0.03-0.11 on the test clips, by 0.09 on the validation clips at hop-1600) and ViSQOL on the
+validation clips by 0.04 (`models/README.md`)."""
+
+LEVEL_OVERSHOOT_DB = 6.0
+"""How far (dB of mean band level) an extrapolated envelope's level may rise above the higher
+of the previous and this frame's levels."""
+
+C0_PER_DB = math.sqrt(NB_BANDS) / 10.0
+"""c0 per dB of mean band level: c0 is the orthonormal DCT's first coefficient of the log10
+band energies, sqrt(NB_BANDS) times their mean."""
+
+ENVELOPE_SUBFRAMES: EnvelopePieces = HELD_ENVELOPE
+"""How the LPC envelope moves within a hop at run time and in training (`models.vocoder.dsp`):
+released decoders hold each hop's envelope for the whole hop, as the vocoder was trained."""
 
 NOISE_SEED = 0x4E53
 UNQUANTIZED_KBPS = 64.0
@@ -157,20 +181,30 @@ class NeuralSynthesizer:
 def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
                   ) -> list[tuple[int, np.ndarray]]:
     """(samples, cepstrum) of the pieces of one hop's LPC envelope (`ENVELOPE_SUBFRAMES`); the
-    first hop of a stream (no previous one) holds its own for the whole hop."""
-    if previous is None:
+    first hop of a stream (no previous one) and a hop whose envelope did not move hold it."""
+    if previous is None or np.array_equal(previous, cepstrum):
         return [(HOP, cepstrum)]
-    return [(length, cepstrum if weight == 1.0 else weight * cepstrum + (1.0 - weight) * previous)
-            for length, weight in ENVELOPE_SUBFRAMES]
+    highest_level = max(cepstrum[0], previous[0]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
+    pieces = []
+    for length, weight in ENVELOPE_SUBFRAMES:
+        if weight == 1.0:
+            pieces.append((length, cepstrum))
+            continue
+        envelope = weight * cepstrum + (1.0 - weight) * previous
+        envelope[0] = min(envelope[0], highest_level)
+        pieces.append((length, envelope))
+    return pieces
 
 
 def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState) -> np.ndarray:
     """The LPC synthesis and de-emphasis filters over one stream's graph output (n frames)."""
     out = np.empty(len(excitation) * HOP, dtype=np.float32)
     for i, current in enumerate(cepstrum):
+        pieces = hop_envelopes(current, state.previous_cepstrum)
+        autocorrelations = autocorrelation_from_cepstrum(np.array([env for _, env in pieces]))
         start = 0
-        for length, envelope in hop_envelopes(current, state.previous_cepstrum):
-            a, residual_power = lpc_from_cepstrum(envelope)
+        for (length, _), autocorrelation in zip(pieces, autocorrelations, strict=True):
+            a, residual_power = lpc_from_autocorrelation(autocorrelation)
             out[i * HOP + start : i * HOP + start + length] = synthesis_filter(
                 excitation[i, start : start + length] * math.sqrt(max(residual_power, 0.0)), a,
                 state.filters)

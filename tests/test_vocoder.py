@@ -11,8 +11,12 @@ from streaming_core.constants import HOP
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.modes import RELEASED
 from streaming_core.neural_synth import (
+    C0_PER_DB,
     ENVELOPE_SUBFRAMES,
+    HELD_ENVELOPE,
     INTERPOLATED_ENVELOPE,
+    LEVEL_OVERSHOOT_DB,
+    RAMPED_ENVELOPE,
     NeuralSynthesizer,
     hop_envelopes,
 )
@@ -118,16 +122,47 @@ def test_envelope_moves_from_the_previous_hop_without_lookahead(monkeypatch):
     assert hop_envelopes(current, None) == [(HOP, current)]  # a stream's first hop holds
 
 
-def test_synthesis_interpolates_the_envelope_when_asked(speech, vocoder, monkeypatch):
+def test_ramped_envelope_runs_through_the_frame_centre(monkeypatch):
+    # Each piece sits on the straight line through the previous and this frame's envelopes at
+    # the piece's middle (weight 1 + t / HOP, t from this frame's analysis centre): the ramp is
+    # centred on the frame, and past the centre it extrapolates from the two frames (no lookahead).
+    import streaming_core.neural_synth as neural_synth
+
+    assert ENVELOPE_SUBFRAMES is HELD_ENVELOPE  # the release holds each hop's envelope
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", RAMPED_ENVELOPE)
+    assert sum(length for length, _ in RAMPED_ENVELOPE) == HOP
+    start = 0
+    for length, weight in RAMPED_ENVELOPE:
+        middle = start + length / 2 - DECODER_DELAY
+        assert weight == pytest.approx(1 + middle / HOP)
+        start += length
+    previous, current = np.zeros(18), np.linspace(-1, 1, 18)
+    pieces = hop_envelopes(current, previous)
+    assert [length for length, _ in pieces] == [length for length, _ in RAMPED_ENVELOPE]
+    np.testing.assert_allclose(pieces[-1][1], 1.375 * current)  # past this frame: extrapolated
+    # A hop whose envelope did not move holds it.
+    for _, envelope in hop_envelopes(current, current.copy()):
+        np.testing.assert_allclose(envelope, current)
+    # A sudden 40 dB onset: the extrapolated level stops LEVEL_OVERSHOOT_DB above the new one.
+    onset = current.copy()
+    onset[0] += 40 * C0_PER_DB
+    levels = [envelope[0] for _, envelope in hop_envelopes(onset, current)]
+    assert levels[-1] == pytest.approx(onset[0] + LEVEL_OVERSHOOT_DB * C0_PER_DB)
+    assert levels[0] < levels[1] < onset[0] < levels[2] <= levels[3]
+
+
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE"])
+def test_synthesis_moves_the_envelope_within_the_hop(speech, vocoder, monkeypatch, scheme):
     import streaming_core.neural_synth as neural_synth
 
     features = analyze_signal(speech[:16000])
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", HELD_ENVELOPE)
     held = vocoder.synthesize(features, vocoder.new_state())
-    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", INTERPOLATED_ENVELOPE)
-    interpolated = vocoder.synthesize(features, vocoder.new_state())
+    monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", getattr(neural_synth, scheme))
+    moved = vocoder.synthesize(features, vocoder.new_state())
     # The first hop has no previous one and holds its envelope either way; later hops move.
-    np.testing.assert_array_equal(interpolated[:HOP], held[:HOP])
-    assert np.abs(interpolated[HOP:] - held[HOP:]).max() > 1e-3
+    np.testing.assert_array_equal(moved[:HOP], held[:HOP])
+    assert np.abs(moved[HOP:] - held[HOP:]).max() > 1e-3
 
 
 def test_older_graph_layout_is_refused(tmp_path):

@@ -147,15 +147,16 @@ def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch) -> float:
     return float(10 * np.log10(np.sum(runtime**2) / np.sum((runtime - training) ** 2)))
 
 
-def test_training_filters_the_envelope_as_the_runtime_does(speech, monkeypatch):
-    # With the envelope interpolated within the hop (the runtime holds it by default). The FFT
-    # filter of training and the IIR filter of the runtime differ where the filter changes (how
-    # the past output carries over), so they agree to about 20 dB, not exactly;
-    # training with the envelope held while the runtime moves it within the hop agrees less.
-    from streaming_core.neural_synth import INTERPOLATED_ENVELOPE
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE"])
+def test_training_filters_the_envelope_as_the_runtime_does(speech, monkeypatch, scheme):
+    # With the envelope moving within the hop (the release holds it). The FFT filter of
+    # training and the IIR filter of the runtime differ where the filter changes (how the past
+    # output carries over), so they agree to about 20 dB, not exactly; training with the
+    # envelope held while the runtime moves it within the hop agrees less.
+    import streaming_core.neural_synth as neural_synth
 
-    held = ((160, 1.0),)
-    matched = _filter_snr(speech, INTERPOLATED_ENVELOPE, INTERPOLATED_ENVELOPE, monkeypatch)
-    mismatched = _filter_snr(speech, INTERPOLATED_ENVELOPE, held, monkeypatch)
+    moving = getattr(neural_synth, scheme)
+    matched = _filter_snr(speech, moving, moving, monkeypatch)
+    mismatched = _filter_snr(speech, moving, neural_synth.HELD_ENVELOPE, monkeypatch)
     print(f"training vs runtime filter: {matched:.1f} dB, {mismatched:.1f} dB with the envelope held")
     assert matched > 18 and matched > mismatched + 3

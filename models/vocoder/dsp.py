@@ -15,7 +15,7 @@ from scipy.fft import idct
 
 from streaming_core.constants import HOP, LOG_ENERGY_FLOOR, LPC_ORDER, NB_BANDS, PREEMPHASIS
 from streaming_core.lpc import LAG_WINDOW, WHITE_NOISE_CORRECTION
-from streaming_core.neural_synth import ENVELOPE_SUBFRAMES
+from streaming_core.neural_synth import C0_PER_DB, ENVELOPE_SUBFRAMES, LEVEL_OVERSHOOT_DB
 from streaming_core.spectrum import NB_BINS, analysis_window, band_interpolation
 
 FILTER_FFT = 512
@@ -103,13 +103,18 @@ def filter_hops(excitation: torch.Tensor, cepstrum: torch.Tensor, lpc: LpcFromCe
                 ) -> torch.Tensor:
     """Speech (B, T * HOP) from unit-level excitation (B, T, HOP) and the cepstra (B, T, 18) of
     the LPC envelope: each piece of `ENVELOPE_SUBFRAMES` scaled by the residual power of its
-    interpolated envelope and filtered by it (the filters are linear, so the pieces, each
-    filtered as a zero-padded hop, add up). The first hop holds its own envelope."""
+    interpolated envelope (its level capped as `hop_envelopes` caps it) and filtered by it (the
+    filters are linear, so the pieces, each filtered as a zero-padded hop, add up). The first hop
+    holds its own envelope."""
     previous = torch.cat((cepstrum[:, :1], cepstrum[:, :-1]), dim=1)
+    highest_level = torch.maximum(cepstrum[..., :1], previous[..., :1]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
     speech = torch.zeros(excitation.shape[0], excitation.shape[1] * HOP, device=excitation.device)
     start = 0
     for length, weight in ENVELOPE_SUBFRAMES:
-        envelope = cepstrum if weight == 1.0 else weight * cepstrum + (1.0 - weight) * previous
+        envelope = cepstrum
+        if weight != 1.0:
+            envelope = weight * cepstrum + (1.0 - weight) * previous
+            envelope = torch.cat((torch.minimum(envelope[..., :1], highest_level), envelope[..., 1:]), -1)
         a, residual = lpc(envelope)
         piece = torch.zeros_like(excitation)
         piece[..., start : start + length] = (excitation[..., start : start + length]
