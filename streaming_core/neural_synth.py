@@ -35,7 +35,9 @@ cepstrum against the previous hop's): a piece's LPC envelope is
 160 n and frame n - 1's on 160 n - 160, so a weight of 1 + t / 160 puts a piece on the straight
 line through the two frames at t samples from frame n's centre. The cepstra are log band
 energies, so an interpolated envelope is a weighted geometric mean of two spectra (a weight
-above 1 extrapolates the log spectrum) and its filter is as stable as any other spectrum's."""
+above 1 extrapolates the log spectrum) and its filter is as stable as any other spectrum's.
+Moving the envelope between sub-frames is the sub-frame interpolation of the LPC parameters in
+CELP coders (ITU-T G.729 interpolates its LSPs between 5 ms sub-frames)."""
 
 HELD_ENVELOPE: EnvelopePieces = ((HOP, 1.0),)
 """Each hop's envelope held for the whole hop (the release)."""
