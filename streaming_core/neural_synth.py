@@ -24,7 +24,7 @@ from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.errors import HopcodecError
 from streaming_core.graph_batcher import GraphBatcher
-from streaming_core.lpc import autocorrelation_from_cepstrum, lpc_from_autocorrelation
+from streaming_core.lpc import lpc_from_cepstrum
 from streaming_core.synthesis_filter import SynthesisFilterState, synthesis_filter
 
 EnvelopePieces = tuple[tuple[int, float], ...]
@@ -183,8 +183,9 @@ class NeuralSynthesizer:
 def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
                   ) -> list[tuple[int, np.ndarray]]:
     """(samples, cepstrum) of the pieces of one hop's LPC envelope (`ENVELOPE_SUBFRAMES`); the
-    first hop of a stream (no previous one) and a hop whose envelope did not move hold it."""
-    if previous is None or np.array_equal(previous, cepstrum):
+    first hop of a stream (no previous one) holds its own for the whole hop, as every hop does
+    with the released scheme."""
+    if previous is None or ENVELOPE_SUBFRAMES == HELD_ENVELOPE:
         return [(HOP, cepstrum)]
     highest_level = max(cepstrum[0], previous[0]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
     pieces = []
@@ -202,11 +203,9 @@ def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthSt
     """The LPC synthesis and de-emphasis filters over one stream's graph output (n frames)."""
     out = np.empty(len(excitation) * HOP, dtype=np.float32)
     for i, current in enumerate(cepstrum):
-        pieces = hop_envelopes(current, state.previous_cepstrum)
-        autocorrelations = autocorrelation_from_cepstrum(np.array([env for _, env in pieces]))
         start = 0
-        for (length, _), autocorrelation in zip(pieces, autocorrelations, strict=True):
-            a, residual_power = lpc_from_autocorrelation(autocorrelation)
+        for length, envelope in hop_envelopes(current, state.previous_cepstrum):
+            a, residual_power = lpc_from_cepstrum(envelope)
             out[i * HOP + start : i * HOP + start + length] = synthesis_filter(
                 excitation[i, start : start + length] * math.sqrt(max(residual_power, 0.0)), a,
                 state.filters)
