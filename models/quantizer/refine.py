@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=int, default=1500, help="training windows per round")
     parser.add_argument("--valid-windows", type=int, default=300)
     parser.add_argument("--frames", type=int, default=200, help="frames per window")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="refinement rounds (the released format-7 codebooks had 9)")
     args = parser.parse_args(argv)
 
     other_predictor = args.release / "predictor.onnx"
