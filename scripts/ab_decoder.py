@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -115,6 +115,16 @@ def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
     return rows
 
 
+def gather(jobs: list[Future]) -> list:
+    """The jobs' results in order, counting the clips done on stderr."""
+    results = []
+    for done, job in enumerate(jobs, 1):
+        results.append(job.result())
+        print(f"\r{done}/{len(jobs)} clips", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return results
+
+
 def table(names: list[str], metrics: list[str], scores: np.ndarray) -> str:
     """Markdown table: mean per variant and metric, with the change from the first variant."""
     header = "| variant | " + " | ".join(metric_registry.METRICS[m].label for m in metrics) + " |"
@@ -172,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search,
                              initargs=(args.search_beam, args.search_weighting)) as pool:
         jobs = [pool.submit(score_clip, clip.path, args.mode, paths, metrics, clean) for clip in clips]
-        results = []
-        for done, job in enumerate(jobs, 1):
-            results.append(job.result())
-            print(f"\r{done}/{len(jobs)} clips", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        results = gather(jobs)
     scores = np.array([[[row[m] for m in metrics] for row in clip_rows] for clip_rows in results])
     print(f"{len(clips)} clips, mode {args.mode}"
           + (f", unquantized {', '.join(clean)}" if clean else "")
