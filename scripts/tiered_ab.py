@@ -40,6 +40,7 @@ from hopcodec.bench.audio import load_16k  # noqa: E402
 from hopcodec.bench.clips import find_clips  # noqa: E402
 from hopcodec.bench.ours import Hopcodec  # noqa: E402
 from hopcodec.bench.runner import SINGLE_THREAD_ENV  # noqa: E402
+from models.quantizer.field_entropy import huffman_lengths  # noqa: E402
 from streaming_core.bitpack import BitReader, BitWriter  # noqa: E402
 from streaming_core.bitstream import parse_packet  # noqa: E402
 from streaming_core.constants import CORR_INDEX, NB_BANDS, PERIOD_INDEX  # noqa: E402
@@ -103,7 +104,8 @@ class PrefixCode:
         """A Huffman code for these symbol counts (smoothed; at most MAX_CODE_BITS bits)."""
         weights = np.asarray(counts, dtype=np.float64) + CODE_SMOOTHING
         while True:
-            lengths = huffman_lengths(weights)
+            by_symbol = huffman_lengths(Counter(dict(enumerate(weights))))
+            lengths = np.array([by_symbol[s] for s in range(len(weights))])
             if lengths.max() <= MAX_CODE_BITS:
                 return cls(lengths)
             weights = weights + weights.sum() / len(weights)  # flatten until it fits
@@ -123,23 +125,6 @@ class PrefixCode:
                 if 0 <= code - first < self.count[length]:
                     return self.order[rank + code - first]
         raise BitstreamError("no symbol of the code matches the payload")
-
-
-def huffman_lengths(weights: np.ndarray) -> np.ndarray:
-    """Huffman code lengths of symbols with these weights."""
-    import heapq
-
-    heap = [(float(w), i, [i]) for i, w in enumerate(weights)]
-    heapq.heapify(heap)
-    lengths = np.zeros(len(weights), dtype=np.int64)
-    tie = len(heap)
-    while len(heap) > 1:
-        wa, _, a = heapq.heappop(heap)
-        wb, _, b = heapq.heappop(heap)
-        lengths[a + b] += 1
-        heapq.heappush(heap, (wa + wb, tie, a + b))
-        tie += 1
-    return np.maximum(lengths, 1)
 
 
 @dataclass
