@@ -317,8 +317,8 @@ def restore() -> None:
 
 
 def fit_codes(corpus: str, clips: int) -> TieredCodes:
-    """Codes fitted on training clips: once with fixed-width fields, then with the first codes'
-    lengths (the stage choice depends on what each symbol costs)."""
+    """Codes fitted on training clips: once with fixed-width fields, then coding with the first
+    codes (the bucket counts the coded bits, so lambda, and with it the choice, follows them)."""
     signals = [load_16k(c.path) for c in find_clips(corpus, "train", clips)]
     codes = None
     for _ in range(2):

@@ -1,7 +1,7 @@
 """What each field of a predictive mode's frames costs, and what an entropy coder would spend.
 
-Real speech is coded by a mode's quantizer as the encoder codes it (a fresh state every
-`RESET_INTERVAL` frames); every field the frame writes is recorded. For each field the report
+Real speech is coded by the encoder in a mode (its resets included); every field each frame
+writes is recorded. For each field the report
 gives its raw bits, its plug-in entropy, the entropy given the previous frame's value of the
 same field where that context is small, and the average length of a Huffman code (Huffman,
 "A method for the construction of minimum-redundancy codes", Proc. IRE 1952) fitted to the same
@@ -25,24 +25,27 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from streaming_core.analysis import analyze_signal
 from streaming_core.bitpack import BitWriter
-from streaming_core.encoder import RESET_INTERVAL
+from streaming_core.codec import encode_audio
 from streaming_core.modes import get_mode
 from streaming_core.predictive import VOICED, PredictiveQuantizer
 
+PACKET_FRAMES = 20
+"""Frames per packet, as in `.hop` files and the bench."""
 
-class FieldRecorder(BitWriter):
-    """A `BitWriter` that also keeps every field written, as (value, bits)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+class FieldRecorder:
+    """Stands for the encoder's `BitWriter` in one frame: keeps every field, as (value, bits),
+    and passes it on."""
+
+    def __init__(self, writer: BitWriter) -> None:
+        self.writer = writer
         self.fields: list[tuple[int, int]] = []
 
     def write(self, value: int, bits: int) -> None:
         """Record the field, then write it."""
         self.fields.append((int(value), bits))
-        super().write(value, bits)
+        self.writer.write(value, bits)
 
 
 @dataclass
@@ -77,18 +80,25 @@ def parse_fields(fields: list[tuple[int, int]], quantizer: PredictiveQuantizer) 
 
 
 def record_frames(signals: Iterable[np.ndarray], mode: str) -> list[FrameFields]:
-    """The fields of every frame of every signal (16 kHz) coded in `mode`."""
+    """The fields of every frame of every signal (16 kHz) as the encoder codes it in `mode`
+    (`encode_audio`, 200 ms packets: its resets and its last, zero-padded hop included)."""
     quantizer = get_mode(mode).quantizer
     if not isinstance(quantizer, PredictiveQuantizer):
         raise ValueError(f"{mode} is not a predictive mode")
     frames = []
-    for signal in signals:
-        for index, features in enumerate(analyze_signal(signal)):
-            if index % RESET_INTERVAL == 0:
-                state = quantizer.new_state()
-            recorder = FieldRecorder()
-            quantizer.encode(features, recorder, state)
-            frames.append(parse_fields(recorder.fields, quantizer))
+
+    def recording_encode(features: np.ndarray, writer: BitWriter, state: object) -> np.ndarray:
+        recorder = FieldRecorder(writer)
+        decoded = type(quantizer).encode(quantizer, features, recorder, state)
+        frames.append(parse_fields(recorder.fields, quantizer))
+        return decoded
+
+    quantizer.encode = recording_encode  # this instance, while the encoder runs
+    try:
+        for signal in signals:
+            encode_audio(signal, mode, frames_per_packet=PACKET_FRAMES)
+    finally:
+        del quantizer.encode
     return frames
 
 
@@ -242,7 +252,8 @@ def markdown(rows: list[FieldReport], joint: FieldReport, frames: list[FrameFiel
     header = {"transient flag", "voicing", "pitch code"}
     rest = sum(row.saved_per_frame(count) for row in rows if row.name not in header)
     saved_joint = joint.saved_per_frame(count) + rest
-    bound = sum((row.raw_bits - min(row.entropy, row.conditional_entropy or row.entropy))
+    bound = sum((row.raw_bits - (row.entropy if row.conditional_entropy is None
+                                 else min(row.entropy, row.conditional_entropy)))
                 * row.uses / count for row in rows)  # each field alone, in its own context
     lines += ["", f"Saved bits per frame: {saved:.2f} ({100 * saved / bits:.0f} % of the rate) by "
               f"a Huffman code per field; {saved_joint:.2f} ({100 * saved_joint / bits:.0f} %) with "
