@@ -7,12 +7,19 @@ judges whether a spectrogram looks recorded pushes back (the GAN recipe of HiFi-
 and Bae 2020, with the spectrogram discriminators of UnivNet, Jang et al. 2021). Here each
 resolution's log-magnitude frames go through 1-D convolutions over time with the frequency bins
 as channels, which is cheap enough to train on two CPU cores.
+
+The spectrogram discriminators see magnitudes only. The multi-period discriminator of HiFi-GAN
+(Kong, Kim and Bae 2020, section 2.2) looks at the waveform folded by a period p, so that 2-D
+convolutions along the folded axis compare samples p apart: it judges the periodic structure
+(how regular the glottal pulses are, how the noise sits between them) that the magnitudes
+average away. Here with narrow layers, so that it too trains on two CPU cores.
 """
 
 import torch
 from torch import nn
 
 RESOLUTIONS = ((1024, 256), (512, 128), (256, 64))
+PERIODS = (2, 3, 5, 7, 11)
 
 
 class SpectrogramDiscriminator(nn.Module):
@@ -52,6 +59,44 @@ class MultiResolutionDiscriminator(nn.Module):
 
     def forward(self, signal: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         """(scores, activations) of every resolution."""
+        return [d(signal) for d in self.discriminators]
+
+
+class PeriodDiscriminator(nn.Module):
+    """Scores the waveform folded into columns of `period` samples (HiFi-GAN's sub-discriminator)."""
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (16, 32, 64, 64)) -> None:
+        super().__init__()
+        self.period = period
+        widths = (1, *channels)
+        self.layers = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], (5, 1), stride=(3, 1), padding=(2, 0))
+            for i in range(len(channels)))
+        self.output = nn.Conv2d(channels[-1], 1, (3, 1), padding=(1, 0))
+
+    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """signal (B, N) -> scores (B, rows * period) and the hidden activations."""
+        batch, length = signal.shape
+        padding = (-length) % self.period
+        x = nn.functional.pad(signal, (0, padding), mode="reflect")
+        x = x.view(batch, 1, -1, self.period)
+        features = []
+        for layer in self.layers:
+            x = nn.functional.leaky_relu(layer(x), 0.2)
+            features.append(x)
+        return self.output(x).flatten(1), features
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """One PeriodDiscriminator per period (co-prime periods, so that together they see
+    every spacing of the pitch pulses)."""
+
+    def __init__(self, periods: tuple[int, ...] = PERIODS) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p) for p in periods)
+
+    def forward(self, signal: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """(scores, activations) of every period."""
         return [d(signal) for d in self.discriminators]
 
 

@@ -9,7 +9,8 @@ window, so the first frame is dropped and the target starts 80 samples in.
 With `--quantize MODE` the features are first passed through that bitrate mode's quantizer, to
 fine-tune on what the decoder will really receive; with `--enhancer CKPT` they then go through
 the frozen FeatureEnhancer, as in the exported decoder graph. `--adversarial WEIGHT` adds a
-multi-resolution spectrogram discriminator (`discriminator.py`) to the STFT loss.
+multi-resolution spectrogram discriminator (`discriminator.py`) to the STFT loss, and
+`--periods` a multi-period waveform discriminator beside it.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
 from models.vocoder.discriminator import (
+    MultiPeriodDiscriminator,
     MultiResolutionDiscriminator,
     discriminator_loss,
     generator_losses,
@@ -104,42 +106,69 @@ def save_checkpoint(path: Path, model: HopVocoder, optimizer: torch.optim.Optimi
     saved = {"config": model.config, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "step": step, "history": history}
     if adversary is not None:
-        saved["discriminator"] = adversary.discriminator.state_dict()
-        saved["discriminator_optimizer"] = adversary.optimizer.state_dict()
+        saved.update(adversary.state())
     torch.save(saved, tmp)
     tmp.replace(path)
 
 
 class Adversary:
     """The discriminator side of adversarial fine-tuning (least-squares GAN + feature matching,
-    as in HiFi-GAN), with its own optimizer."""
+    as in HiFi-GAN): the spectrogram discriminators, and the multi-period one when `periods` are
+    given, each with its own optimizer (so that a run can add the periods to a checkpoint that
+    had only the spectrograms)."""
 
-    def __init__(self, weight: float, warmup: int, lr: float) -> None:
+    def __init__(self, weight: float, warmup: int, lr: float, periods: tuple[int, ...] = ()) -> None:
         self.weight, self.warmup = weight, warmup
         self.discriminator = MultiResolutionDiscriminator()
         self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=lr,
                                            betas=(0.8, 0.99))
+        self.period_discriminator = MultiPeriodDiscriminator(periods) if periods else None
+        self.period_optimizer = (
+            torch.optim.AdamW(self.period_discriminator.parameters(), lr=lr, betas=(0.8, 0.99))
+            if self.period_discriminator is not None else None)
 
     def load(self, saved: dict) -> None:
-        """Resume from a checkpoint that has a discriminator."""
+        """Resume from a checkpoint that has discriminators (those it lacks start afresh)."""
         if "discriminator" in saved:
             self.discriminator.load_state_dict(saved["discriminator"])
             self.optimizer.load_state_dict(saved["discriminator_optimizer"])
+        if self.period_discriminator is not None and "period_discriminator" in saved:
+            self.period_discriminator.load_state_dict(saved["period_discriminator"])
+            self.period_optimizer.load_state_dict(saved["period_discriminator_optimizer"])
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the discriminators."""
+        saved = {"discriminator": self.discriminator.state_dict(),
+                 "discriminator_optimizer": self.optimizer.state_dict()}
+        if self.period_discriminator is not None:
+            saved["period_discriminator"] = self.period_discriminator.state_dict()
+            saved["period_discriminator_optimizer"] = self.period_optimizer.state_dict()
+        return saved
+
+    def judge(self, signal: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """(scores, activations) of every sub-discriminator."""
+        judged = self.discriminator(signal)
+        if self.period_discriminator is not None:
+            judged = judged + self.period_discriminator(signal)
+        return judged
 
     def step(self, speech: torch.Tensor, target: torch.Tensor, step: int
              ) -> tuple[torch.Tensor, dict]:
-        """Train the discriminator on this batch; return the generator's adversarial loss
-        (zero during the warm-up, while only the discriminator learns) and figures to log."""
-        d_loss = discriminator_loss(self.discriminator(target), self.discriminator(speech.detach()))
-        self.optimizer.zero_grad()
+        """Train the discriminators on this batch; return the generator's adversarial loss
+        (zero during the warm-up, while only the discriminators learn) and figures to log."""
+        d_loss = discriminator_loss(self.judge(target), self.judge(speech.detach()))
+        optimizers = [o for o in (self.optimizer, self.period_optimizer) if o is not None]
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         d_loss.backward()
-        self.optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         figures = {"discriminator": d_loss.item()}
         if step < self.warmup:
             return speech.new_zeros(()), figures
         with torch.no_grad():
-            real = self.discriminator(target)
-        adversarial, matching = generator_losses(real, self.discriminator(speech))
+            real = self.judge(target)
+        adversarial, matching = generator_losses(real, self.judge(speech))
         figures.update(adversarial=adversarial.item(), feature_matching=matching.item())
         return self.weight * (adversarial + 2.0 * matching), figures
 
@@ -178,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="add a spectrogram discriminator; weight of its losses (0: none)")
     parser.add_argument("--adversarial-warmup", type=int, default=100, metavar="STEPS",
                         help="steps at the start in which only the discriminator learns")
+    parser.add_argument("--periods", metavar="P,P,...",
+                        help="also a multi-period waveform discriminator with these periods "
+                        "(e.g. 2,3,5,7,11; with --adversarial)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -212,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     adversary = None
     if args.adversarial > 0:
-        adversary = Adversary(args.adversarial, step + args.adversarial_warmup, args.lr)
+        periods = tuple(int(p) for p in args.periods.split(",")) if args.periods else ()
+        adversary = Adversary(args.adversarial, step + args.adversarial_warmup, args.lr, periods)
         if checkpoint_path.exists() or args.init:  # resume, or go on from an adversarial run
             adversary.load(saved)
     print(f"HopVocoder: {model.parameter_count():,} parameters; step {step} of {args.steps}")
