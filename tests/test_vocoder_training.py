@@ -38,19 +38,26 @@ def test_trajectory_loss_punishes_jitter_not_offsets(speech):
     assert float(enhancer_loss(jitter, clean, 1.0)) > float(enhancer_loss(offset, clean, 1.0))
 
 
-def test_discriminator_learns_recorded_from_decoded(speech):
-    torch.manual_seed(0)
-    real = torch.from_numpy(speech[:2 * 16000].reshape(2, 16000).astype(np.float32))
-    fake = real + 0.05 * torch.randn_like(real)  # recorded speech with audible added noise
-    discriminator = MultiResolutionDiscriminator(channels=16)
+def _train_discriminator(discriminator: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                         steps: int) -> list[float]:
+    """Train a discriminator to tell `real` from `fake`; its loss at every step."""
     optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(steps):
         loss = discriminator_loss(discriminator(real), discriminator(fake))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+    return losses
+
+
+def test_discriminator_learns_recorded_from_decoded(speech):
+    torch.manual_seed(0)
+    real = torch.from_numpy(speech[:2 * 16000].reshape(2, 16000).astype(np.float32))
+    fake = real + 0.05 * torch.randn_like(real)  # recorded speech with audible added noise
+    discriminator = MultiResolutionDiscriminator(channels=16)
+    losses = _train_discriminator(discriminator, real, fake, steps=30)
     assert losses[-1] < 0.5 * losses[0]
     adversarial, matching = generator_losses(discriminator(real), discriminator(fake))
     assert float(adversarial.detach()) > 0.5  # the trained discriminator scores the noisy copy as fake
@@ -74,14 +81,7 @@ def test_period_discriminator_learns_recorded_from_phase_scrambled(speech):
     judged = discriminator(real)
     assert len(judged) == 3
     assert [scores.shape[0] for scores, _ in judged] == [2, 2, 2]
-    optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(40):
-        loss = discriminator_loss(discriminator(real), discriminator(fake))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = _train_discriminator(discriminator, real, fake, steps=40)
     assert losses[-1] < 0.5 * losses[0]
     adversarial, _ = generator_losses(discriminator(real), discriminator(fake))
     assert float(adversarial.detach()) > 0.5
