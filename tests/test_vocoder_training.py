@@ -14,7 +14,7 @@ from models.vocoder.discriminator import (  # noqa: E402
 )
 from models.vocoder.enhancer import FeatureEnhancer, unquantized_bitrate  # noqa: E402
 from models.vocoder.model import HopVocoder  # noqa: E402
-from models.vocoder.train import Adversary  # noqa: E402
+from models.vocoder.train import Adversary, main  # noqa: E402
 from models.vocoder.train_enhancer import enhancer_loss, trajectory_mse  # noqa: E402
 from streaming_core.analysis import analyze_signal  # noqa: E402
 from streaming_core.constants import CORR_INDEX  # noqa: E402
@@ -103,6 +103,18 @@ def test_adversary_adds_periods_to_a_spectrogram_only_checkpoint():
     loss, figures = again.step(speech.clone().requires_grad_(), speech, step=5)
     assert set(figures) == {"discriminator", "adversarial", "feature_matching"}
     assert len(again.judge(speech)) == 3 + 2  # three resolutions, two periods
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--periods", "2,3"], "needs --adversarial"),
+    (["--periods", "2,x", "--adversarial", "0.3"], "comma-separated integers"),
+    (["--periods", "1,3", "--adversarial", "0.3"], "at least 2"),
+])
+def test_training_command_refuses_periods_it_cannot_use(tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit):
+        main(["--cache", str(tmp_path / "none"), "--out", str(tmp_path / "run"), *options])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_noise_pulse_envelope_has_unit_power_and_peaks_once_per_period():

@@ -88,8 +88,8 @@ class PeriodDiscriminator(nn.Module):
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    """One PeriodDiscriminator per period (co-prime periods, so that together they see
-    every spacing of the pitch pulses)."""
+    """One PeriodDiscriminator per period (primes, as in HiFi-GAN, so that the periods'
+    multiples overlap as little as possible)."""
 
     def __init__(self, periods: tuple[int, ...] = PERIODS) -> None:
         super().__init__()

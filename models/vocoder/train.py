@@ -183,6 +183,23 @@ def plot_history(history: dict, path: Path) -> None:
     save_training_curve(path, "HopVocoder training", "multi-resolution STFT loss", draw)
 
 
+def parse_periods(parser: argparse.ArgumentParser, text: str | None, adversarial: float
+                  ) -> tuple[int, ...]:
+    """The `--periods` list as integers; a parser error when it is malformed or given without
+    `--adversarial` (it would be ignored)."""
+    if not text:
+        return ()
+    if adversarial <= 0:
+        parser.error("--periods needs --adversarial WEIGHT > 0 (the periods are a discriminator)")
+    try:
+        periods = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parser.error(f"--periods must be comma-separated integers, got {text!r}")
+    if any(p < 2 for p in periods):
+        parser.error(f"--periods must be at least 2 samples each, got {text!r}")
+    return periods
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -211,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also a multi-period waveform discriminator with these periods "
                         "(e.g. 2,3,5,7,11; with --adversarial)")
     args = parser.parse_args(argv)
+    periods = parse_periods(parser, args.periods, args.adversarial)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -244,7 +262,6 @@ def main(argv: list[str] | None = None) -> None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     adversary = None
     if args.adversarial > 0:
-        periods = tuple(int(p) for p in args.periods.split(",")) if args.periods else ()
         adversary = Adversary(args.adversarial, step + args.adversarial_warmup, args.lr, periods)
         if checkpoint_path.exists() or args.init:  # resume, or go on from an adversarial run
             adversary.load(saved)
