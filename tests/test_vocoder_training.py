@@ -65,7 +65,8 @@ def test_discriminator_learns_recorded_from_decoded(speech):
 
 
 def _phase_scrambled(signal: torch.Tensor, fft_size: int = 512, hop: int = 128) -> torch.Tensor:
-    """The same short-time magnitudes with random phases: what a magnitude-only judge can miss."""
+    """Random phases under this resolution's short-time magnitudes (resynthesized, so other
+    resolutions' magnitudes move less than the waveform does)."""
     window = torch.hann_window(fft_size)
     spectrum = torch.stft(signal, fft_size, hop, window=window, return_complex=True)
     phase = torch.rand(spectrum.shape, generator=torch.Generator().manual_seed(5)) * 2 * np.pi
@@ -101,6 +102,7 @@ def test_adversary_adds_periods_to_a_spectrogram_only_checkpoint():
         torch.testing.assert_close(again.period_discriminator.state_dict()[name], value)
     speech = torch.randn(2, 4000)
     loss, figures = again.step(speech.clone().requires_grad_(), speech, step=5)
+    assert float(loss.detach()) > 0 and loss.requires_grad  # past the warm-up the generator is judged
     assert set(figures) == {"discriminator", "adversarial", "feature_matching"}
     assert len(again.judge(speech)) == 3 + 2  # three resolutions, two periods
 
