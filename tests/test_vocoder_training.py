@@ -107,6 +107,15 @@ def test_adversary_adds_periods_to_a_spectrogram_only_checkpoint():
     assert len(again.judge(speech)) == 3 + 2  # three resolutions, two periods
 
 
+@pytest.mark.parametrize("saved_periods, asked", [((2, 3), (2, 5)), ((2, 3), ()), ((), (2, 3))])
+def test_resuming_refuses_other_periods_than_the_checkpoints(saved_periods, asked):
+    saved = Adversary(0.3, warmup=0, lr=1e-3, periods=saved_periods).state()
+    with pytest.raises(ValueError, match="resume with the same --periods"):
+        Adversary(0.3, warmup=0, lr=1e-3, periods=asked).load(saved, resuming=True)
+    Adversary(0.3, warmup=0, lr=1e-3, periods=saved_periods).load(saved, resuming=True)
+    Adversary(0.3, warmup=0, lr=1e-3, periods=asked).load(saved)  # --init may change them
+
+
 @pytest.mark.parametrize("options, message", [
     (["--periods", "2,3"], "needs --adversarial"),
     (["--periods", "2,x", "--adversarial", "0.3"], "comma-separated integers"),

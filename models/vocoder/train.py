@@ -111,6 +111,10 @@ def save_checkpoint(path: Path, model: HopVocoder, optimizer: torch.optim.Optimi
     tmp.replace(path)
 
 
+def _periods_text(periods: tuple) -> str:
+    return ",".join(str(p) for p in periods) if periods else "none"
+
+
 class Adversary:
     """The discriminator side of adversarial fine-tuning (least-squares GAN + feature matching,
     as in HiFi-GAN): the spectrogram discriminators, and the multi-period one when `periods` are
@@ -118,7 +122,7 @@ class Adversary:
     had only the spectrograms)."""
 
     def __init__(self, weight: float, warmup: int, lr: float, periods: tuple[int, ...] = ()) -> None:
-        self.weight, self.warmup = weight, warmup
+        self.weight, self.warmup, self.periods = weight, warmup, tuple(periods)
         self.discriminator = MultiResolutionDiscriminator()
         self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=lr,
                                            betas=(0.8, 0.99))
@@ -127,8 +131,21 @@ class Adversary:
             torch.optim.AdamW(self.period_discriminator.parameters(), lr=lr, betas=(0.8, 0.99))
             if self.period_discriminator is not None else None)
 
-    def load(self, saved: dict) -> None:
-        """Resume from a checkpoint that has discriminators (those it lacks start afresh)."""
+    def load(self, saved: dict, resuming: bool = False) -> None:
+        """Go on from a checkpoint that has discriminators (those it lacks start afresh). When
+        `resuming` the run's own checkpoint, its periods must be these (a ValueError says so)."""
+        if resuming and "discriminator" in saved:
+            if "periods" in saved:
+                had = _periods_text(tuple(saved["periods"]))
+                mismatch = tuple(saved["periods"]) != self.periods
+            else:  # written before checkpoints named their periods
+                had = "(unnamed)" if "period_discriminator" in saved else "none"
+                mismatch = ("period_discriminator" in saved) != bool(self.periods)
+            if mismatch:
+                raise ValueError(
+                    f"the run's checkpoint has period discriminators {had} and "
+                    f"--periods asks for {_periods_text(self.periods)}: resume with the same "
+                    "--periods, or start a new run folder with --init")
         if "discriminator" in saved:
             self.discriminator.load_state_dict(saved["discriminator"])
             self.optimizer.load_state_dict(saved["discriminator_optimizer"])
@@ -141,6 +158,7 @@ class Adversary:
         saved = {"discriminator": self.discriminator.state_dict(),
                  "discriminator_optimizer": self.optimizer.state_dict()}
         if self.period_discriminator is not None:
+            saved["periods"] = list(self.periods)
             saved["period_discriminator"] = self.period_discriminator.state_dict()
             saved["period_discriminator_optimizer"] = self.period_optimizer.state_dict()
         return saved
@@ -264,7 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.adversarial > 0:
         adversary = Adversary(args.adversarial, step + args.adversarial_warmup, args.lr, periods)
         if checkpoint_path.exists() or args.init:  # resume, or go on from an adversarial run
-            adversary.load(saved)
+            try:
+                adversary.load(saved, resuming=checkpoint_path.exists())
+            except ValueError as error:
+                parser.error(str(error))
     print(f"HopVocoder: {model.parameter_count():,} parameters; step {step} of {args.steps}")
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s / args.steps, 1.0))) * 0.95 + 0.05,
