@@ -77,3 +77,23 @@ def test_report_rows_are_bounded_by_their_raw_bits(speech):
 def test_scalar_modes_are_refused(speech):
     with pytest.raises(ValueError, match="not a predictive mode"):
         record_frames([speech[:1600]], "scalar-2400")
+
+
+def test_contexts_start_afresh_at_every_clip(speech):
+    """A clip twice gives the same conditional figures as once: the second copy's first frame
+    is counted in the coder's initial context, not after the first copy's last frame."""
+    quantizer = get_mode("hop-1600").quantizer
+    voiced = [i for i, f in enumerate(record_frames([speech], "hop-1600")) if f.pitch is not None]
+    clip = speech[: 160 * (voiced[len(voiced) // 2] + 1)]  # ends inside voiced speech
+    once = record_frames([clip], "hop-1600")
+    assert once[-1].voicing != 0  # so a context carried across the clips would differ
+    twice = record_frames([clip, clip], "hop-1600")
+    assert [f.starts_clip for f in twice] == [f.starts_clip for f in once] * 2
+    for single, double in zip(field_reports(once, quantizer), field_reports(twice, quantizer),
+                              strict=True):
+        assert double.uses == 2 * single.uses
+        if single.conditional_entropy is not None:
+            assert double.conditional_entropy == pytest.approx(single.conditional_entropy,
+                                                               abs=1e-12)
+    assert joint_header_report(twice, quantizer).conditional_entropy == pytest.approx(
+        joint_header_report(once, quantizer).conditional_entropy, abs=1e-12)

@@ -60,6 +60,8 @@ class FrameFields:
     """The absolute pitch after an escape code."""
     indices: list[int] = field(default_factory=list)
     bits: int = 0
+    starts_clip: bool = False
+    """The first frame of a signal: no previous frame to give it a context."""
 
 
 def parse_fields(fields: list[tuple[int, int]], quantizer: PredictiveQuantizer) -> FrameFields:
@@ -96,7 +98,10 @@ def record_frames(signals: Iterable[np.ndarray], mode: str) -> list[FrameFields]
     quantizer.encode = recording_encode  # this instance, while the encoder runs
     try:
         for signal in signals:
+            first = len(frames)
             encode_audio(signal, mode, frames_per_packet=PACKET_FRAMES)
+            if len(frames) > first:
+                frames[first].starts_clip = True
     finally:
         del quantizer.encode
     return frames
@@ -175,8 +180,11 @@ def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> 
     flags, voicings, pitches, absolutes = Counter(), Counter(), Counter(), Counter()
     flag_pairs, voicing_pairs, pitch_pairs = Counter(), Counter(), Counter()
     stages: list[Counter] = [Counter() for _ in quantizer.transient_books]
-    previous = FrameFields(transient=1, voicing=0, pitch=None, absolute_pitch=None)
+    before_clip = FrameFields(transient=1, voicing=0, pitch=None, absolute_pitch=None)
+    previous = before_clip
     for frame in frames:
+        if frame.starts_clip:  # a clip's first frame has the coder's initial context
+            previous = before_clip
         flags[frame.transient] += 1
         flag_pairs[(previous.transient, frame.transient)] += 1
         voicings[frame.voicing] += 1
@@ -223,6 +231,8 @@ def joint_header_report(frames: list[FrameFields], quantizer: PredictiveQuantize
     raw = 0
     previous = (0, None)
     for frame in frames:
+        if frame.starts_clip:
+            previous = (0, None)
         symbol = (frame.transient, frame.voicing, frame.pitch)
         symbols[symbol] += 1
         pairs[(previous, symbol)] += 1
