@@ -118,8 +118,8 @@ def _periods_text(periods: tuple) -> str:
 class Adversary:
     """The discriminator side of adversarial fine-tuning (least-squares GAN + feature matching,
     as in HiFi-GAN): the spectrogram discriminators, and the multi-period one when `periods` are
-    given, each with its own optimizer (so that a run can add the periods to a checkpoint that
-    had only the spectrograms)."""
+    given, each with its own optimizer (so that a run started with `--init` can add the periods
+    to a checkpoint that had only the spectrograms; a resumed run keeps its checkpoint's)."""
 
     def __init__(self, weight: float, warmup: int, lr: float, periods: tuple[int, ...] = ()) -> None:
         self.weight, self.warmup, self.periods = weight, warmup, tuple(periods)
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps at the start in which only the discriminator learns")
     parser.add_argument("--periods", metavar="P,P,...",
                         help="also a multi-period waveform discriminator with these periods "
-                        "(e.g. 2,3,5,7,11; with --adversarial)")
+                        "(e.g. 2,3,5,7,11; with --adversarial; a resumed run needs its "
+                        "checkpoint's periods)")
     args = parser.parse_args(argv)
     periods = parse_periods(parser, args.periods, args.adversarial)
 
