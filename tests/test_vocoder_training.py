@@ -116,6 +116,14 @@ def test_resuming_refuses_other_periods_than_the_checkpoints(saved_periods, aske
     Adversary(0.3, warmup=0, lr=1e-3, periods=asked).load(saved)  # --init may change them
 
 
+def test_resuming_a_checkpoint_that_does_not_name_its_periods():
+    saved = Adversary(0.3, warmup=0, lr=1e-3, periods=(2, 3)).state()
+    del saved["periods"]  # as checkpoints were written before they named them
+    Adversary(0.3, warmup=0, lr=1e-3, periods=(2, 3)).load(saved, resuming=True)
+    with pytest.raises(ValueError, match=r"\(unnamed\) and --periods asks for none"):
+        Adversary(0.3, warmup=0, lr=1e-3).load(saved, resuming=True)
+
+
 @pytest.mark.parametrize("options, message", [
     (["--periods", "2,3"], "needs --adversarial"),
     (["--periods", "2,x", "--adversarial", "0.3"], "comma-separated integers"),
