@@ -57,20 +57,20 @@ def levinson(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched Levinson-Durbin (float64 inside): r (..., p+1) -> a (..., p+1), error (...).
 
     Mirrors `streaming_core.lpc.levinson` element by element: a zero r[0] gives a = [1, 0, ...],
-    and a row stops updating once its prediction error reaches zero.
+    and a row stops updating once its prediction error reaches zero. Each order builds a new
+    coefficient tensor (no writes in place), so gradients flow back to r: the enhancer can be
+    tuned through the synthesis filter (`tune_enhancer`).
     """
     r = r.double()
     order = r.shape[-1] - 1
-    a = torch.zeros_like(r)
-    a[..., 0] = 1.0
+    a = torch.cat((torch.ones_like(r[..., :1]), torch.zeros_like(r[..., 1:])), dim=-1)
     error = r[..., 0]
     alive = error > 0
     for i in range(1, order + 1):
         acc = r[..., i] + (a[..., 1:i] * r[..., 1:i].flip(-1)).sum(-1)
         k = torch.where(alive, -acc / torch.where(alive, error, 1.0), 0.0)
-        previous = a.clone()
-        a[..., i] = k
-        a[..., 1:i] = previous[..., 1:i] + k[..., None] * previous[..., 1:i].flip(-1)
+        updated = a[..., 1:i] + k[..., None] * a[..., 1:i].flip(-1)
+        a = torch.cat((a[..., :1], updated, k[..., None], a[..., i + 1 :]), dim=-1)
         error = torch.where(alive, error * (1.0 - k * k), error)
         alive = alive & (error > 0)
     return a.float(), error.clamp(min=0.0).float()
@@ -117,8 +117,9 @@ def filter_hops(excitation: torch.Tensor, cepstrum: torch.Tensor, lpc: LpcFromCe
             envelope = torch.cat((torch.minimum(envelope[..., :1], highest_level), envelope[..., 1:]), -1)
         a, residual = lpc(envelope)
         piece = torch.zeros_like(excitation)
-        piece[..., start : start + length] = (excitation[..., start : start + length]
-                                              * residual.clamp(min=0).sqrt()[..., None])
+        # the square root's slope is infinite at 0: silent pieces get a gain of 0 and no gradient
+        gain = torch.where(residual > 0, residual.clamp(min=1e-30).sqrt(), 0.0)
+        piece[..., start : start + length] = excitation[..., start : start + length] * gain[..., None]
         speech = speech + filter_frames(piece, synthesis_response(a))
         start += length
     return speech

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
+from models.schedule import cosine_schedule
 from models.vocoder.discriminator import (
     MultiPeriodDiscriminator,
     MultiResolutionDiscriminator,
@@ -288,11 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as error:
                 parser.error(str(error))
     print(f"HopVocoder: {model.parameter_count():,} parameters; step {step} of {args.steps}")
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s / args.steps, 1.0))) * 0.95 + 0.05,
-        last_epoch=step - 1)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", args.lr)
+    schedule = cosine_schedule(optimizer, args.lr, args.steps, step)
 
     generator = torch.Generator().manual_seed(step)
     batches = train.batches(args.batch, seed=step)

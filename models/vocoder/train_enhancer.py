@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
+from models.schedule import cosine_schedule
 from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.train import quantize_features
 from streaming_core.constants import NB_BANDS
@@ -41,18 +42,21 @@ def _quantize_chunk(args: tuple[np.ndarray, str, int]) -> tuple[np.ndarray, np.n
 
 
 def make_pairs(cache: Path, split: str, windows: int, frames: int, modes: str, seed: int,
-               workers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(decoded, clean) feature windows (windows, frames, 20) of one split, and each window's
-    bitrate (windows, frames, 1) in kbit/s."""
-    dataset = FeatureDataset(cache, split, seq_len=frames, copies=None)
-    clean = dataset.batch(np.random.default_rng(seed), windows).features.astype(np.float32)
+               workers: int = 2, with_signal: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(decoded, clean) feature windows (windows, frames, 20) of one split, each window's
+    bitrate (windows, frames, 1) in kbit/s, and its recorded signal (windows, frames * 160)
+    when `with_signal` (else None)."""
+    dataset = FeatureDataset(cache, split, seq_len=frames, copies=None, with_signal=with_signal)
+    batch = dataset.batch(np.random.default_rng(seed), windows)
+    clean = batch.features.astype(np.float32)
     chunks = [(clean[i : i + 16], modes, seed + i) for i in range(0, windows, 16)]
     with ProcessPoolExecutor(workers) as pool:
         coded = list(tqdm(pool.map(_quantize_chunk, chunks), total=len(chunks),
                           desc=f"coding {split} windows", unit="chunk"))
     kbps = np.concatenate([k for _, k in coded])
     bitrate = np.broadcast_to(kbps[:, None, None], (windows, frames, 1)).astype(np.float32)
-    return np.concatenate([d for d, _ in coded]), clean, bitrate
+    return np.concatenate([d for d, _ in coded]), clean, bitrate, batch.signal
 
 
 def cepstral_mse(enhanced: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -72,6 +76,26 @@ def trajectory_mse(enhanced: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 def enhancer_loss(enhanced: torch.Tensor, clean: torch.Tensor, smoothness: float) -> torch.Tensor:
     """Cepstral error plus `smoothness` times the error of its frame-to-frame changes."""
     return cepstral_mse(enhanced, clean) + smoothness * trajectory_mse(enhanced, clean)
+
+
+def save_checkpoint(path: Path, model: FeatureEnhancer, optimizer: torch.optim.Optimizer,
+                    step: int, history: dict) -> None:
+    """The enhancer's constructor arguments, weights, optimizer and history (written whole:
+    a stopped run never leaves half a file); `models.vocoder.export --enhancer` reads it."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": {"hidden": model.hidden}, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "step": step, "history": history}, tmp)
+    tmp.replace(path)
+
+
+def resume(path: Path, lr: float) -> tuple[FeatureEnhancer, torch.optim.Optimizer, int, dict]:
+    """The enhancer, its optimizer, step and history from a run's checkpoint."""
+    saved = torch.load(path, weights_only=False)
+    model = FeatureEnhancer(**saved["config"])
+    model.load_state_dict(saved["model"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer.load_state_dict(saved["optimizer"])
+    return model, optimizer, saved["step"], saved["history"]
 
 
 def plot_history(history: dict, path: Path) -> None:
@@ -110,9 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     pairs_path = args.out / "pairs.npz"
     if not pairs_path.exists():
-        train_decoded, train_clean, train_bitrate = make_pairs(
+        train_decoded, train_clean, train_bitrate, _ = make_pairs(
             args.cache, "train", args.windows, args.frames, args.quantize, seed=1)
-        valid_decoded, valid_clean, valid_bitrate = make_pairs(
+        valid_decoded, valid_clean, valid_bitrate, _ = make_pairs(
             args.cache, "valid", max(args.windows // 10, 32), args.frames, args.quantize, seed=2)
         np.savez(pairs_path, train_decoded=train_decoded, train_clean=train_clean,
                  train_bitrate=train_bitrate, valid_decoded=valid_decoded,
@@ -127,17 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         decoded_error = float(cepstral_mse(pairs["valid_decoded"], pairs["valid_clean"]))
     history = {"step": [], "train": [], "valid_step": [], "valid": [], "valid_decoded": decoded_error}
     if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, weights_only=False)
-        model = FeatureEnhancer(**saved["config"])
-        model.load_state_dict(saved["model"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-        optimizer.load_state_dict(saved["optimizer"])
-        step, history = saved["step"], saved["history"]
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s / args.steps, 1.0))) * 0.95 + 0.05,
-        last_epoch=step - 1)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", args.lr)
+        model, optimizer, step, history = resume(checkpoint_path, args.lr)
+    schedule = cosine_schedule(optimizer, args.lr, args.steps, step)
 
     rng = np.random.default_rng(step)
     log = (args.out / "train.log").open("a")
@@ -170,10 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                                   "valid_decoded": decoded_error,
                                   "elapsed_s": round(time.time() - started)}) + "\n")
             log.flush()
-            tmp = checkpoint_path.with_suffix(".tmp")
-            torch.save({"config": {"hidden": model.hidden}, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "step": step, "history": history}, tmp)
-            tmp.replace(checkpoint_path)
+            save_checkpoint(checkpoint_path, model, optimizer, step, history)
             plot_history(history, args.out / "training_curve.png")
     progress.close()
 
