@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
-from models.schedule import cosine_schedule
+from models.schedule import cosine_schedule, take_step
 from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.train import quantize_features
 from streaming_core.constants import NB_BANDS
@@ -163,11 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         pick = torch.from_numpy(rng.integers(n_train, size=args.batch))
         enhanced, _ = model(pairs["train_decoded"][pick], pairs["train_bitrate"][pick])
         loss = enhancer_loss(enhanced, pairs["train_clean"][pick], args.smoothness)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        take_step(loss, model, optimizer, schedule)
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         progress.update(1)

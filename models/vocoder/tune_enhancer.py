@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from models.plots import save_training_curve
-from models.schedule import cosine_schedule
+from models.schedule import cosine_schedule, take_step
 from models.vocoder.dsp import LpcFromCepstrum, filter_hops
 from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.export import load_checkpoint, load_enhancer
@@ -175,11 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         noise = torch.randn(*decoded.shape[:2], HOP, generator=noise_generator)
         losses = decoder.losses(model, decoded, pairs["train_clean"][pick],
                                 pairs["train_bitrate"][pick], pairs["train_signal"][pick], noise)
-        optimizer.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        take_step(losses["total"], model, optimizer, schedule)
         step += 1
         mel = losses["mel"].item()
         running = mel if running is None else 0.98 * running + 0.02 * mel
