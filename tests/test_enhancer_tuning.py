@@ -86,6 +86,48 @@ def test_tuning_lowers_the_mel_loss_and_leaves_the_vocoder_alone(speech):
         assert torch.equal(value, frozen[name]), name
 
 
+def _one_clip_at_two_rates(speech: np.ndarray, frames: int = 101) -> dict[str, torch.Tensor]:
+    """The same clip coded at hop-1600 (tuned) and at scalar-2400 (held), as one batch."""
+    features = analyze_signal(speech)[:frames].astype(np.float32)
+    coded = [quantize_features(features[None], mode) for mode in ("hop-1600", "scalar-2400")]
+    kbps = torch.tensor([float(k[0]) for _, k in coded])
+    return {"decoded": torch.from_numpy(np.concatenate([d for d, _ in coded])),
+            "clean": torch.from_numpy(np.repeat(features[None], 2, axis=0)),
+            "bitrate": kbps.view(2, 1, 1).expand(2, frames, 1).contiguous(),
+            "signal": torch.from_numpy(speech[: frames * HOP])[None].repeat(2, 1),
+            "noise": torch.randn(2, frames, HOP, generator=torch.Generator().manual_seed(0))}
+
+
+def test_windows_at_higher_rates_are_held_to_the_starting_enhancer(speech):
+    batch = _one_clip_at_two_rates(speech)
+    vocoder = load_checkpoint(RELEASED / "hopvocoder.pt", 0.99, 0.7)
+    held_change = {}
+    for weight in (0.0, 100.0):
+        decoder = SpeechThroughVocoder(vocoder, 3.0, 1.0, teacher=load_enhancer(RELEASED / "enhancer.pt"),
+                                       distill_from=2.0, distill_weight=weight)
+        enhancer = load_enhancer(RELEASED / "enhancer.pt").train()
+        first = decoder.losses(enhancer, **batch)
+        assert first["distill"].item() < 1e-10  # the student starts as the teacher
+        tuned_only = decoder.losses(enhancer, **{k: v[:1] for k, v in batch.items()})
+        assert first["mel"].item() == pytest.approx(tuned_only["mel"].item(), rel=1e-5)
+        optimizer = torch.optim.Adam(enhancer.parameters(), lr=5e-3)
+        for _ in range(8):
+            optimizer.zero_grad()
+            decoder.losses(enhancer, **batch)["total"].backward()
+            optimizer.step()
+        with torch.no_grad():
+            held_change[weight] = decoder.losses(enhancer, **batch)["distill"].item()
+    print("held window's distance to the starting enhancer:", held_change)
+    assert held_change[0.0] > 0  # tuning the hop-1600 window moves the scalar-2400 one too ...
+    assert held_change[100.0] < 0.5 * held_change[0.0]  # ... unless it is held
+
+
+def test_holding_windows_needs_a_teacher():
+    with pytest.raises(ValueError, match="teacher"):
+        SpeechThroughVocoder(load_checkpoint(RELEASED / "hopvocoder.pt", 0.99, 0.7), 3.0, 1.0,
+                             distill_from=2.0)
+
+
 def test_tuning_command_names_a_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--cache", str(tmp_path), "--out", str(tmp_path / "run"),

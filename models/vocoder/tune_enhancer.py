@@ -11,11 +11,16 @@ distance between the decoded speech and the recording (the mel-spectrogram loss 
 Kong, Kim and Bae 2020) plus `--cepstral-weight` times `train_enhancer`'s loss, which keeps the
 estimate near the clean cepstrum. Only the enhancer learns; the gradient reaches it through the
 vocoder and through the LPC filter's envelope (`dsp.levinson` writes nothing in place).
+Windows coded at `--distill-from` kbit/s or above are not tuned but held to the starting
+enhancer's output (knowledge distillation, Hinton, Vinyals and Dean 2015): the enhancer is told
+only the bitrate, and scalar-2400 shares 2.4 kbit/s with hop-2400, so tuning every mode on its
+speech moved the scalar mode's output to where it sounded worse.
 
 1. pairs: random windows coded by the real quantizer as `train_enhancer` codes them, with their
    recorded signal, saved once in `OUT/pairs.npz`;
-2. tuning from `--enhancer`'s weights; validation reports the log-mel loss of the decoded speech
-   and the cepstral error, both also for the starting enhancer, so the change is plain to read.
+2. tuning from `--enhancer`'s weights; validation reports the log-mel loss of the tuned windows'
+   decoded speech and the cepstral error, both also for the starting enhancer, so the change is
+   plain to read, and the held windows' distance to the starting enhancer's output.
 Resumable; writes `train.log` (JSON lines), `training_curve.png` and `checkpoint.pt` in
 `train_enhancer`'s format (`models.vocoder.export --enhancer` reads it).
 """
@@ -49,13 +54,24 @@ from streaming_core.dsp_synth import DECODER_DELAY
 
 
 class SpeechThroughVocoder:
-    """The frozen decoder behind the enhancer: enhanced features -> speech, and the losses."""
+    """The frozen decoder behind the enhancer: enhanced features -> speech, and the losses.
 
-    def __init__(self, vocoder: HopVocoder, smoothness: float, cepstral_weight: float) -> None:
+    Windows coded below `distill_from` kbit/s are tuned on their speech; the others are held
+    to `teacher`'s output (the enhancer tuned from), so that the modes that already sound
+    right, which share the bitrate input with each other, keep what they had."""
+
+    def __init__(self, vocoder: HopVocoder, smoothness: float, cepstral_weight: float,
+                 teacher: FeatureEnhancer | None = None, distill_from: float = float("inf"),
+                 distill_weight: float = 10.0) -> None:
         self.vocoder, self.lpc = vocoder.eval(), LpcFromCepstrum()
-        for parameter in self.vocoder.parameters():
-            parameter.requires_grad_(False)
+        self.teacher = teacher.eval() if teacher is not None else None
+        for model in (self.vocoder, self.teacher):
+            for parameter in model.parameters() if model is not None else ():
+                parameter.requires_grad_(False)
+        if self.teacher is None and distill_from != float("inf"):
+            raise ValueError("holding windows to the starting enhancer needs a teacher")
         self.smoothness, self.cepstral_weight = smoothness, cepstral_weight
+        self.distill_from, self.distill_weight = distill_from, distill_weight
 
     def speech(self, enhanced: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Decoded speech (B, (T - 1) * HOP): the first hop only warms the states up."""
@@ -65,25 +81,36 @@ class SpeechThroughVocoder:
     def losses(self, enhancer: FeatureEnhancer, decoded: torch.Tensor, clean: torch.Tensor,
                bitrate: torch.Tensor, signal: torch.Tensor, noise: torch.Tensor
                ) -> dict[str, torch.Tensor]:
-        """The tuning loss ("total") and its parts for one batch of windows."""
+        """The tuning loss ("total") and its parts for one batch of windows: "mel" and the
+        cepstral anchor over the tuned windows, "distill" over the held ones (0 where none)."""
         enhanced, _ = enhancer(decoded, bitrate)
-        speech = self.speech(enhanced, noise)
-        target = signal[:, HOP - DECODER_DELAY : HOP - DECODER_DELAY + speech.shape[1]]
-        mel = log_mel_loss(speech, target)
-        anchor = enhancer_loss(enhanced, clean, self.smoothness)
-        return {"total": mel + self.cepstral_weight * anchor, "mel": mel,
-                "cepstral": cepstral_mse(enhanced, clean)}
+        tuned = bitrate[:, 0, 0] < self.distill_from
+        mel = anchor = distill = enhanced.sum() * 0.0
+        if tuned.any():
+            speech = self.speech(enhanced[tuned], noise[tuned])
+            start = HOP - DECODER_DELAY
+            mel = log_mel_loss(speech, signal[tuned, start : start + speech.shape[1]])
+            anchor = enhancer_loss(enhanced[tuned], clean[tuned], self.smoothness)
+        if not tuned.all():
+            held = ~tuned
+            with torch.no_grad():
+                target, _ = self.teacher(decoded[held], bitrate[held])
+            distill = ((enhanced[held] - target) ** 2).mean()
+        total = mel + self.cepstral_weight * anchor + self.distill_weight * distill
+        return {"total": total, "mel": mel, "cepstral": cepstral_mse(enhanced, clean),
+                "distill": distill}
 
 
 def plot_history(history: dict, path: Path) -> None:
-    """Log-mel loss of the decoded speech (train and valid), with the starting enhancer's."""
+    """Log-mel loss of the tuned windows' decoded speech (train and valid), with the starting
+    enhancer's."""
     def draw(ax) -> None:  # noqa: ANN001
         ax.plot(history["step"], history["train"], alpha=0.8, label="train (running mean)")
         ax.plot(history["valid_step"], history["valid"], "o-", label="valid")
         ax.axhline(history["valid_start"], color="gray", ls="--", label="valid: the enhancer tuned from")
 
     save_training_curve(path, "FeatureEnhancer tuned through the vocoder",
-                        "log-mel L1 of the decoded speech", draw)
+                        "log-mel L1 of the tuned windows' decoded speech", draw)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of train_enhancer's loss beside the log-mel loss")
     parser.add_argument("--smoothness", type=float, default=3.0,
                         help="train_enhancer's weight of the frame-to-frame change error")
+    parser.add_argument("--distill-from", type=float, default=2.0, metavar="KBPS",
+                        help="windows coded at this bitrate or above (unquantized ones too) are "
+                             "held to the starting enhancer's output instead of tuned; 0: none "
+                             "is tuned, a large value: every window is")
+    parser.add_argument("--distill-weight", type=float, default=10.0,
+                        help="weight of the squared distance to the starting enhancer's output")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -133,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
 
     decoder = SpeechThroughVocoder(
         load_checkpoint(args.vocoder, args.noise_pulse_depth, args.voiced_noise_gain),
-        args.smoothness, args.cepstral_weight)
+        args.smoothness, args.cepstral_weight, teacher=load_enhancer(args.enhancer),
+        distill_from=args.distill_from, distill_weight=args.distill_weight)
     checkpoint_path = args.out / "checkpoint.pt"
     model = load_enhancer(args.enhancer)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -143,19 +177,22 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
 
     def validate() -> dict[str, float]:
+        """Each loss part averaged over the windows it covers (tuned, held, or all)."""
         noise_generator = torch.Generator().manual_seed(99)
-        totals: dict[str, list[float]] = {"mel": [], "cepstral": []}
+        sums, counts = {"mel": 0.0, "cepstral": 0.0, "distill": 0.0}, {"mel": 0, "cepstral": 0, "distill": 0}
         with torch.no_grad():
             for start in range(0, len(pairs["valid_decoded"]), 32):
                 part = slice(start, start + 32)
-                decoded = pairs["valid_decoded"][part]
+                decoded, bitrate = pairs["valid_decoded"][part], pairs["valid_bitrate"][part]
                 noise = torch.randn(*decoded.shape[:2], HOP, generator=noise_generator)
-                losses = decoder.losses(model, decoded, pairs["valid_clean"][part],
-                                        pairs["valid_bitrate"][part], pairs["valid_signal"][part],
-                                        noise)
-                for name in totals:
-                    totals[name].append(losses[name].item())
-        return {name: float(np.mean(values)) for name, values in totals.items()}
+                losses = decoder.losses(model, decoded, pairs["valid_clean"][part], bitrate,
+                                        pairs["valid_signal"][part], noise)
+                tuned = int((bitrate[:, 0, 0] < args.distill_from).sum())
+                windows = {"mel": tuned, "cepstral": len(decoded), "distill": len(decoded) - tuned}
+                for name, count in windows.items():
+                    sums[name] += losses[name].item() * count
+                    counts[name] += count
+        return {name: sums[name] / max(counts[name], 1) for name in sums}
 
     if history is None:
         start = validate()
@@ -190,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
             history["valid"].append(valid["mel"])
             log.write(json.dumps({"step": step, "train_mel": running, "valid_mel": valid["mel"],
                                   "valid_cepstral": valid["cepstral"],
+                                  "valid_distill": valid["distill"],
                                   "valid_mel_start": history["valid_start"],
                                   "valid_cepstral_start": history["valid_start_cepstral"],
                                   "elapsed_s": round(time.time() - started)}) + "\n")
