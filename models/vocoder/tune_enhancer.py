@@ -66,12 +66,16 @@ class SpeechThroughVocoder:
         self.vocoder, self.lpc = vocoder.eval(), LpcFromCepstrum()
         self.teacher = teacher.eval() if teacher is not None else None
         for model in (self.vocoder, self.teacher):
-            for parameter in model.parameters() if model is not None else ():
-                parameter.requires_grad_(False)
+            if model is not None:
+                model.requires_grad_(False)
         if self.teacher is None and distill_from != float("inf"):
             raise ValueError("holding windows to the starting enhancer needs a teacher")
         self.smoothness, self.cepstral_weight = smoothness, cepstral_weight
         self.distill_from, self.distill_weight = distill_from, distill_weight
+
+    def tuned_windows(self, bitrate: torch.Tensor) -> torch.Tensor:
+        """Which windows of a batch (bitrate (B, T, 1)) are tuned on their speech."""
+        return bitrate[:, 0, 0] < self.distill_from
 
     def speech(self, enhanced: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Decoded speech (B, (T - 1) * HOP): the first hop only warms the states up."""
@@ -84,7 +88,7 @@ class SpeechThroughVocoder:
         """The tuning loss ("total") and its parts for one batch of windows: "mel" and the
         cepstral anchor over the tuned windows, "distill" over the held ones (0 where none)."""
         enhanced, _ = enhancer(decoded, bitrate)
-        tuned = bitrate[:, 0, 0] < self.distill_from
+        tuned = self.tuned_windows(bitrate)
         mel = anchor = distill = enhanced.sum() * 0.0
         if tuned.any():
             speech = self.speech(enhanced[tuned], noise[tuned])
@@ -179,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     def validate() -> dict[str, float]:
         """Each loss part averaged over the windows it covers (tuned, held, or all)."""
         noise_generator = torch.Generator().manual_seed(99)
-        sums, counts = {"mel": 0.0, "cepstral": 0.0, "distill": 0.0}, {"mel": 0, "cepstral": 0, "distill": 0}
+        sums = {"mel": 0.0, "cepstral": 0.0, "distill": 0.0}
+        counts = dict.fromkeys(sums, 0)
         with torch.no_grad():
             for start in range(0, len(pairs["valid_decoded"]), 32):
                 part = slice(start, start + 32)
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                 noise = torch.randn(*decoded.shape[:2], HOP, generator=noise_generator)
                 losses = decoder.losses(model, decoded, pairs["valid_clean"][part], bitrate,
                                         pairs["valid_signal"][part], noise)
-                tuned = int((bitrate[:, 0, 0] < args.distill_from).sum())
+                tuned = int(decoder.tuned_windows(bitrate).sum())
                 windows = {"mel": tuned, "cepstral": len(decoded), "distill": len(decoded) - tuned}
                 for name, count in windows.items():
                     sums[name] += losses[name].item() * count
