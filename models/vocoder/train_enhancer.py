@@ -14,8 +14,6 @@ Resumable (re-run after an interruption); writes `train.log` (JSON lines) and
 """
 
 import argparse
-import json
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
+from models.run_record import RunRecord
 from models.schedule import cosine_schedule, take_step
 from models.vocoder.enhancer import FeatureEnhancer
 from models.vocoder.train import quantize_features
@@ -155,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     schedule = cosine_schedule(optimizer, args.lr, args.steps, step)
 
     rng = np.random.default_rng(step)
-    log = (args.out / "train.log").open("a")
-    running, started = None, time.time()
-    progress = tqdm(total=args.steps, initial=step, desc="enhancer", unit="step")
+    record = RunRecord(args.out, history, args.steps, step, "enhancer")
     n_train = len(pairs["train_clean"])
     while step < args.steps:
         pick = torch.from_numpy(rng.integers(n_train, size=args.batch))
@@ -165,26 +162,16 @@ def main(argv: list[str] | None = None) -> None:
         loss = enhancer_loss(enhanced, pairs["train_clean"][pick], args.smoothness)
         take_step(loss, model, optimizer, schedule)
         step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        progress.update(1)
-        progress.set_postfix(loss=f"{running:.4f}")
-        if step % 25 == 0:
-            history["step"].append(step)
-            history["train"].append(running)
+        record.trained(step, loss.item())
         if step % args.valid_every == 0 or step == args.steps:
             with torch.no_grad():
                 enhanced, _ = model(pairs["valid_decoded"], pairs["valid_bitrate"])
                 valid = float(cepstral_mse(enhanced, pairs["valid_clean"]))
-            history["valid_step"].append(step)
-            history["valid"].append(valid)
-            log.write(json.dumps({"step": step, "train": running, "valid": valid,
-                                  "valid_decoded": decoded_error,
-                                  "elapsed_s": round(time.time() - started)}) + "\n")
-            log.flush()
+            record.validated(step, valid, train=record.running, valid=valid,
+                             valid_decoded=decoded_error)
             save_checkpoint(checkpoint_path, model, optimizer, step, history)
             plot_history(history, args.out / "training_curve.png")
-    progress.close()
-
+    record.close()
 
 if __name__ == "__main__":
     main()

@@ -26,15 +26,13 @@ Resumable; writes `train.log` (JSON lines), `training_curve.png` and `checkpoint
 """
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.plots import save_training_curve
+from models.run_record import RunRecord
 from models.schedule import cosine_schedule, take_step
 from models.vocoder.dsp import LpcFromCepstrum, filter_hops
 from models.vocoder.enhancer import FeatureEnhancer
@@ -207,9 +205,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = np.random.default_rng(step)
     noise_generator = torch.Generator().manual_seed(step)
-    log = (args.out / "train.log").open("a")
-    running, started = None, time.time()
-    progress = tqdm(total=args.steps, initial=step, desc="enhancer through the vocoder", unit="step")
+    record = RunRecord(args.out, history, args.steps, step, "enhancer through the vocoder",
+                       loss_name="mel")
     n_train = len(pairs["train_decoded"])
     while step < args.steps:
         pick = torch.from_numpy(rng.integers(n_train, size=args.batch))
@@ -219,28 +216,16 @@ def main(argv: list[str] | None = None) -> None:
                                 pairs["train_bitrate"][pick], pairs["train_signal"][pick], noise)
         take_step(losses["total"], model, optimizer, schedule)
         step += 1
-        mel = losses["mel"].item()
-        running = mel if running is None else 0.98 * running + 0.02 * mel
-        progress.update(1)
-        progress.set_postfix(mel=f"{running:.4f}")
-        if step % 25 == 0:
-            history["step"].append(step)
-            history["train"].append(running)
+        record.trained(step, losses["mel"].item())
         if step % args.valid_every == 0 or step == args.steps:
             valid = validate()
-            history["valid_step"].append(step)
-            history["valid"].append(valid["mel"])
-            log.write(json.dumps({"step": step, "train_mel": running, "valid_mel": valid["mel"],
-                                  "valid_cepstral": valid["cepstral"],
-                                  "valid_distill": valid["distill"],
-                                  "valid_mel_start": history["valid_start"],
-                                  "valid_cepstral_start": history["valid_start_cepstral"],
-                                  "elapsed_s": round(time.time() - started)}) + "\n")
-            log.flush()
+            record.validated(step, valid["mel"], train_mel=record.running, valid_mel=valid["mel"],
+                             valid_cepstral=valid["cepstral"], valid_distill=valid["distill"],
+                             valid_mel_start=history["valid_start"],
+                             valid_cepstral_start=history["valid_start_cepstral"])
             save_checkpoint(checkpoint_path, model, optimizer, step, history)
             plot_history(history, args.out / "training_curve.png")
-    progress.close()
-
+    record.close()
 
 if __name__ == "__main__":
     main()
