@@ -10,10 +10,11 @@ This is how decoder candidates are compared before one is released (models/READM
 
 A variant is `NAME=PATH.onnx` (an exported HopDecoderGraph with its .json beside it) or
 `NAME=dsp` (the DSP baseline decoder). `--search-beam 1` codes with the greedy residual-VQ
-search instead of the encoder's default (an encoder choice; run the script once per beam to
-compare them). `--clean shape` (or level, pitch, voicing, comma-separated)
-replaces that part of the decoded features with the encoder's unquantized value before every
-variant decodes them: what coding that part costs.
+search instead of the encoder's default, `--search-weighting G` and `--high-band-weight W` with
+other search weights (encoder choices; run the script once per setting to compare them).
+`--clean shape` (or level, pitch, voicing, comma-separated) replaces that part of the decoded
+features with the encoder's unquantized value before every variant decodes them: what coding
+that part costs.
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[st
     return outputs
 
 
-def set_search(beam: int | None, weighting: float | None = None) -> None:
-    """Make this process's predictive encoders search the residual VQ with `beam` paths and
-    band weights of exponent `weighting` (None: leave the default)."""
+def set_search(beam: int | None, weighting: float | None = None,
+               high_band_weight: float | None = None) -> None:
+    """Make this process's predictive encoders search the residual VQ with `beam` paths, band
+    weights of exponent `weighting` and `high_band_weight` on the bands above 5 kHz (None: leave
+    the default)."""
     from streaming_core.modes import predictive_modes
 
     for mode in predictive_modes():
@@ -101,6 +104,8 @@ def set_search(beam: int | None, weighting: float | None = None) -> None:
             mode.quantizer.search_beam = beam
         if weighting is not None:
             mode.quantizer.search_weighting = weighting
+        if high_band_weight is not None:
+            mode.quantizer.high_band_weight = high_band_weight
 
 
 def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
@@ -160,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-weighting", type=float, metavar="G",
                         help="exponent of the encoder's band-loudness search weights (default: "
                         "the encoder's own, 0: unweighted)")
+    parser.add_argument("--high-band-weight", type=float, metavar="W",
+                        help="the search's weight on the bands above 5 kHz (default: the "
+                        "encoder's own, 1: as the other bands)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="write per-clip scores here (JSON)")
     args = parser.parse_args(argv)
@@ -174,26 +182,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clean needs a coded mode")
     if args.search_beam is not None and args.search_beam < 1:
         parser.error("--search-beam must be at least 1")
+    if args.high_band_weight is not None and args.high_band_weight < 0:
+        parser.error("--high-band-weight must not be negative")
     for name in metrics:
         metric_registry.require(name)
     clips = find_clips(args.set, args.split, args.max_clips)
     names = [name for name, _ in args.graph]
     paths = [path for _, path in args.graph]
     with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search,
-                             initargs=(args.search_beam, args.search_weighting)) as pool:
+                             initargs=(args.search_beam, args.search_weighting,
+                                       args.high_band_weight)) as pool:
         jobs = [pool.submit(score_clip, clip.path, args.mode, paths, metrics, clean) for clip in clips]
         results = gather(jobs)
     scores = np.array([[[row[m] for m in metrics] for row in clip_rows] for clip_rows in results])
     print(f"{len(clips)} clips, mode {args.mode}"
           + (f", unquantized {', '.join(clean)}" if clean else "")
           + (f", search beam {args.search_beam}" if args.search_beam is not None else "")
-          + (f", search weighting {args.search_weighting}" if args.search_weighting is not None else ""))
+          + (f", search weighting {args.search_weighting}" if args.search_weighting is not None else "")
+          + (f", high-band weight {args.high_band_weight}" if args.high_band_weight is not None else ""))
     print(table(names, metrics, scores))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "mode": args.mode, "clean": clean, "search_beam": args.search_beam,
-            "search_weighting": args.search_weighting,
+            "search_weighting": args.search_weighting, "high_band_weight": args.high_band_weight,
             "variants": dict(args.graph), "metrics": metrics,
             "clips": [clip.clip_id for clip in clips],
             "scores": {name: [dict(zip(metrics, s, strict=True)) for s in scores[:, v]]

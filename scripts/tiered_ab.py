@@ -53,8 +53,8 @@ from streaming_core.predictive import (  # noqa: E402
     FrameCode,
     PredictiveQuantizer,
     PredictiveState,
-    loudness_weights,
     rvq_encode,
+    search_weights,
 )
 from streaming_core.spectrum import log_energies_from_cepstrum  # noqa: E402
 
@@ -215,7 +215,8 @@ class TieredQuantizer(PredictiveQuantizer):
         absolute = pitch_fields[1] if len(pitch_fields) > 1 else None
         prediction = self._predict(state, log_period, float(self.voicing[voicing]))
         residual = features[:NB_BANDS] - prediction
-        weights = loudness_weights(features[None, :NB_BANDS], self.search_weighting)
+        weights = search_weights(features[None, :NB_BANDS], self.search_weighting,
+                                 self.high_band_weight)
         scale = np.sqrt(weights[0])
         target = log_energies_from_cepstrum(residual[None])[0] * scale
         lam = LAMBDA * np.exp(-state.credit / BUCKET_SCALE)

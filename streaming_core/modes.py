@@ -95,7 +95,7 @@ def released_predictor() -> "OnnxPredictor | None":
 @cache
 def predictive_modes() -> tuple[Mode, ...]:
     """The trained ladder (empty when the released predictor is not installed)."""
-    from streaming_core.predictive import LADDER, PredictiveQuantizer
+    from streaming_core.predictive import LADDER, PredictiveQuantizer, high_band_weight_of
 
     predictor, codebook_path = released_predictor(), RELEASED / "codebooks.npz"
     if predictor is None or not codebook_path.is_file():
@@ -104,8 +104,9 @@ def predictive_modes() -> tuple[Mode, ...]:
     books = {name: stored[name] for name in stored.files if not name.startswith("threshold_")}
     modes = []
     for name, (mode_id, allocation) in LADDER.items():
-        quantizer = PredictiveQuantizer(allocation, books, predictor,
-                                        float(stored[f"threshold_{name}"]))
+        quantizer = PredictiveQuantizer(
+            allocation, books, predictor, float(stored[f"threshold_{name}"]),
+            high_band_weight_of(name))
         description = (
             f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
             f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "

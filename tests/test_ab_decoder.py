@@ -64,15 +64,19 @@ def test_ab_search_beam_changes_the_bits_not_the_decoder(tmp_path: Path) -> None
     assert scores["1"] != scores["8"]  # the greedy search chose other codewords
 
 
-def test_ab_search_weighting_changes_the_bits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flag", "key", "label", "values"), [
+    ("--search-weighting", "search_weighting", "search weighting", ("0", "0.15")),
+    ("--high-band-weight", "high_band_weight", "high-band weight", ("1", "0.3")),
+])
+def test_ab_search_weights_change_the_bits(tmp_path: Path, flag: str, key: str, label: str,
+                                           values: tuple[str, str]) -> None:
     pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
     scores = {}
-    for weighting in ("0", "0.15"):
-        stdout, saved = pesq_of_one_clip(tmp_path, weighting, "--search-weighting", weighting)
-        assert f"search weighting {float(weighting)}" in stdout
-        assert saved["search_weighting"] == float(weighting)
-        scores[weighting] = saved["scores"]["neural"][0]["pesq_wb"]
-    assert scores["0"] != scores["0.15"]  # the unweighted search chose other codewords
+    for value in values:
+        stdout, saved = pesq_of_one_clip(tmp_path, value, flag, value)
+        assert f"{label} {float(value)}" in stdout and saved[key] == float(value)
+        scores[value] = saved["scores"]["neural"][0]["pesq_wb"]
+    assert scores[values[0]] != scores[values[1]]  # the other weights chose other codewords
 
 
 def test_ab_refuses_a_search_beam_below_one() -> None:

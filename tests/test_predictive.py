@@ -15,6 +15,14 @@ from streaming_core.modes import RELEASED, get_mode, predictive_modes
 MODES = [m.name for m in predictive_modes()]
 
 
+
+def coded_bits(quantizer, frames: np.ndarray) -> bytes:
+    """The bits `quantizer` writes for `frames`, from a fresh state."""
+    writer, state = BitWriter(), quantizer.new_state()
+    for frame in frames:
+        quantizer.encode(frame, writer, state)
+    return writer.to_bytes()
+
 def test_released_predictor_is_installed():
     assert len(MODES) >= 4, f"trained predictor missing from {RELEASED}"
 
@@ -225,6 +233,49 @@ def test_weighted_search_minimises_the_weighted_band_error(speech):
     assert (chosen != unweighted).any(axis=1).mean() > 0.1  # the weights do change the choice
 
 
+def test_high_band_weight_scales_the_search_weights_above_5_khz(speech):
+    """The search weights are the loudness weights times 1 below 5 kHz and the high-band weight
+    above; with a weight of 0 the exhaustive search takes the combination with the least error
+    in the bands up to 4.8 kHz, whatever it leaves above."""
+    from streaming_core.constants import BAND_EDGES_200HZ
+    from streaming_core.predictive import loudness_weights, rvq_encode, search_weights
+    from streaming_core.spectrum import log_energies_from_cepstrum
+
+    features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
+    high = np.array(BAND_EDGES_200HZ) * 200 > 5000
+    assert high.sum() == 3  # the bands centred at 5.6, 6.8 and 8 kHz
+    tilted = search_weights(features, 0.15, 0.3)
+    np.testing.assert_allclose(tilted[:, ~high], loudness_weights(features, 0.15)[:, ~high])
+    np.testing.assert_allclose(tilted[:, high], 0.3 * loudness_weights(features, 0.15)[:, high])
+
+    books = get_mode("hop-1600").quantizer.transient_books
+    residual = features - features.mean(axis=0)
+    weights = search_weights(features, 0.15, 0.0)
+    chosen = rvq_encode(residual, books, len(books[0]), weights)
+    pairs = books[0][:, None, :] + books[1][None, :, :]
+    band_errors = log_energies_from_cepstrum(residual[:, None, None, :] - pairs[None])
+    low_error = (weights[:, None, None, ~high] * band_errors[..., ~high] ** 2).sum(-1)
+    assert np.all(chosen[:, 0] * len(books[1]) + chosen[:, 1]
+                  == low_error.reshape(len(residual), -1).argmin(axis=1))
+    assert (chosen != rvq_encode(residual, books, len(books[0]), search_weights(features, 0.15, 1.0))
+            ).any(axis=1).mean() > 0.05  # the high bands did count before
+
+
+@pytest.mark.parametrize("mode_name", ["hop-800", "hop-1600"])
+def test_the_modes_search_with_their_high_band_weight(speech, mode_name):
+    """hop-800 codes as a search that weighs every band alike; the other modes code differently
+    from it (their high bands count less)."""
+    from streaming_core.predictive import PredictiveQuantizer, high_band_weight_of
+
+    released = get_mode(mode_name).quantizer
+    frames = analyze_signal(speech)
+    untilted = PredictiveQuantizer(released.allocation, released.codebooks, released.predictor,
+                                   released.threshold, high_band_weight=1.0)
+    assert released.high_band_weight == high_band_weight_of(mode_name)
+    assert ((coded_bits(released, frames) == coded_bits(untilted, frames))
+            == (mode_name == "hop-800"))
+
+
 def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(speech):
     """`models.quantizer.refine`: recording the search while real speech is coded sees every
     frame's residual, stages and codewords; moving the codewords to their weighted centroids
@@ -294,21 +345,15 @@ def test_the_search_follows_codebooks_changed_in_place(speech):
                                     released.threshold)
     frames = analyze_signal(speech)
 
-    def coded(q: PredictiveQuantizer) -> bytes:
-        writer, state = BitWriter(), q.new_state()
-        for frame in frames:
-            q.encode(frame, writer, state)
-        return writer.to_bytes()
-
-    before = coded(quantizer)
+    before = coded_bits(quantizer, frames)
     for book in books.values():
         book += 0.3 * rng.standard_normal(book.shape).astype(book.dtype)
-    stale = coded(quantizer)
+    stale = coded_bits(quantizer, frames)
     quantizer.codebooks_changed()
     fresh = PredictiveQuantizer(released.allocation, books, released.predictor, released.threshold)
-    assert coded(quantizer) == coded(fresh)
-    assert coded(quantizer) != stale
-    assert before != coded(fresh)
+    assert coded_bits(quantizer, frames) == coded_bits(fresh, frames)
+    assert coded_bits(quantizer, frames) != stale
+    assert before != coded_bits(fresh, frames)
 
 
 def test_a_predictor_graph_of_the_older_layout_is_refused(tmp_path):

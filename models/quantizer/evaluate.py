@@ -25,7 +25,7 @@ from streaming_core.constants import CORR_INDEX, NB_BANDS, PERIOD_INDEX
 from streaming_core.encoder import StreamEncoder
 from streaming_core.loss import GilbertElliott, drop_packets
 from streaming_core.modes import Mode, list_modes
-from streaming_core.predictive import LADDER, PredictiveQuantizer, ZeroPredictor
+from streaming_core.predictive import LADDER, PredictiveQuantizer, ZeroPredictor, high_band_weight_of
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 LOSS_RATES = (0.05, 0.10, 0.20)
@@ -115,7 +115,8 @@ def ablation_modes(path: Path) -> list[Mode]:
     predictor = ZeroPredictor(stored["mean"])
     return [Mode(id=100 + mode_id, name=f"{name} no predictor",
                  quantizer=PredictiveQuantizer(allocation, books, predictor,
-                                               float(stored[f"threshold_{name}"])),
+                                               float(stored[f"threshold_{name}"]),
+                                               high_band_weight_of(name)),
                  description="ablation") for name, (mode_id, allocation) in LADDER.items()]
 
 
