@@ -113,7 +113,8 @@ def weighted_errors(coded: dict) -> dict[str, dict[str, float]]:
     """Per mode: the search's weighted band error per frame and the plain band distortion (dB)."""
     out = {}
     for name, (decoded, clean) in sorted(coded.items()):
-        weights = predictive.search_weights(clean[:, :NB_BANDS])
+        weights = predictive.search_weights(
+            clean[:, :NB_BANDS], high_band_weight=predictive.high_band_weight_of(name))
         error = (clean[:, :NB_BANDS] - decoded[:, :NB_BANDS]) @ TO_BANDS
         out[name] = {"weighted": float((weights * error**2).sum(1).mean()),
                      "distortion_db": float(np.sqrt(((10 * error) ** 2).mean(1)).mean())}
