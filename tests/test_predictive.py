@@ -11,17 +11,18 @@ from streaming_core.constants import NB_BANDS
 from streaming_core.encoder import StreamEncoder
 from streaming_core.loss import GilbertElliott, RandomLoss, drop_packets
 from streaming_core.modes import RELEASED, get_mode, predictive_modes
+from streaming_core.predictive import PredictiveQuantizer
 
 MODES = [m.name for m in predictive_modes()]
 
 
-
-def coded_bits(quantizer, frames: np.ndarray) -> bytes:
+def coded_bits(quantizer: PredictiveQuantizer, frames: np.ndarray) -> bytes:
     """The bits `quantizer` writes for `frames`, from a fresh state."""
     writer, state = BitWriter(), quantizer.new_state()
     for frame in frames:
         quantizer.encode(frame, writer, state)
     return writer.to_bytes()
+
 
 def test_released_predictor_is_installed():
     assert len(MODES) >= 4, f"trained predictor missing from {RELEASED}"
@@ -265,7 +266,7 @@ def test_high_band_weight_scales_the_search_weights_above_5_khz(speech):
 def test_the_modes_search_with_their_high_band_weight(speech, mode_name):
     """hop-800 codes as a search that weighs every band alike; the other modes code differently
     from it (their high bands count less)."""
-    from streaming_core.predictive import PredictiveQuantizer, high_band_weight_of
+    from streaming_core.predictive import high_band_weight_of
 
     released = get_mode(mode_name).quantizer
     frames = analyze_signal(speech)
@@ -335,8 +336,6 @@ def test_the_search_follows_codebooks_changed_in_place(speech):
     place (as `models.quantizer.refine` changes them between rounds), `codebooks_changed` makes
     the search choose as a quantizer built on the new books does. Without it the search chose
     by the old books' band energies and added the new books' codewords."""
-    from streaming_core.predictive import PredictiveQuantizer
-
     mode = get_mode("hop-1600")
     released = mode.quantizer
     rng = np.random.default_rng(3)
