@@ -165,7 +165,8 @@ class TieredQuantizer(PredictiveQuantizer):
     Without codes it writes fixed-width fields (to fit the codes) and counts every symbol."""
 
     def __init__(self, base: PredictiveQuantizer, codes: TieredCodes | None) -> None:
-        super().__init__(base.allocation, base.codebooks, base.predictor, base.threshold)
+        super().__init__(base.allocation, base.codebooks, base.predictor, base.threshold,
+                         base.high_band_weight)
         self.codes = codes
         self.tier_books = [[self.codebooks[n] for n in STAGE_NAMES[:k]] for k in TIERS]
         self.tier_band_books = [[log_energies_from_cepstrum(b).astype(np.float32) for b in books]

@@ -16,6 +16,7 @@ bitrate allows.
 """
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -203,11 +204,15 @@ def high_band_weight_of(mode_name: str) -> float:
     return 1.0 if mode_name in UNTILTED_MODES else HIGH_BAND_SEARCH_WEIGHT
 
 
+@cache
 def band_search_tilt(high_band_weight: float = HIGH_BAND_SEARCH_WEIGHT) -> np.ndarray:
     """(NB_BANDS,) factors on the search weights: `high_band_weight` for the bands centred above
-    `HIGH_BAND_START_HZ`, 1 below."""
+    `HIGH_BAND_START_HZ`, 1 below. Computed once per weight (the search asks every frame);
+    read-only."""
     centres_hz = np.array(BAND_EDGES_200HZ, dtype=np.float32) * 200.0
-    return np.where(centres_hz > HIGH_BAND_START_HZ, high_band_weight, 1.0).astype(np.float32)
+    tilt = np.where(centres_hz > HIGH_BAND_START_HZ, high_band_weight, 1.0).astype(np.float32)
+    tilt.setflags(write=False)
+    return tilt
 
 
 def search_weights(cepstra: np.ndarray, exponent: float = SEARCH_WEIGHTING,

@@ -227,5 +227,6 @@ def main(argv: list[str] | None = None) -> None:
             plot_history(history, args.out / "training_curve.png")
     record.close()
 
+
 if __name__ == "__main__":
     main()
