@@ -1,11 +1,12 @@
-"""A candidate for bitstream format 8 at hop-1600, measured with the bench's metrics.
+"""A tiered, entropy-coded candidate bitstream at hop-1600, measured with the bench's metrics.
 
-Format 7 codes each hop-1600 frame with one or two residual-VQ stages (a 1-bit flag) and writes
-every field with a fixed number of bits. The candidate chooses 0, 1, 2 or 3 stages per frame by
-the least weighted band error plus lambda times its stages' bits (a Lagrangian rate-distortion
-choice, Shoham & Gersho, "Efficient bit allocation for an arbitrary set of quantizers", IEEE
-Trans. ASSP 1988), lambda held to the mode's rate by a bucket of the coded bits that may not
-run behind (a frame spends only what earlier frames saved, as format 7's reservoir), and writes
+The release codes each hop-1600 frame with one residual-VQ stage or the 12-bit joint book (a
+1-bit flag; format 7 had two stages there) and writes every field with a fixed number of bits.
+The candidate chooses 0, 1, 2 or 3 stages ('s1'..'s3') per frame by the least weighted band
+error plus lambda times its stages' bits (a Lagrangian rate-distortion choice, Shoham &
+Gersho, "Efficient bit allocation for an arbitrary set of quantizers", IEEE Trans. ASSP 1988),
+lambda held to the mode's rate by a bucket of the coded bits that may not
+run behind (a frame spends only what earlier frames saved, as the release's reservoir), and writes
 the fields with Huffman codes fitted to real speech: the stage count, the voicing and the pitch
 change as one symbol coded in the context of the previous frame's voicing and pitch change, each
 stage's index with a code of its own (models/README.md has the measurements that led here,
@@ -15,7 +16,7 @@ stage's index with a code of its own (models/README.md has the measurements that
         --split valid --max-clips 40
 
 fits the codes on training clips (twice: the second fit codes with the first fit's lengths) or
-loads them from `--codes`, then codes each clip once with format 7 and once with the candidate,
+loads them from `--codes`, then codes each clip once with the release and once with the candidate,
 decodes both with the released decoder and prints the scores and the payload bitrates. Measured
 results and the variants tried: models/README.md.
 """
@@ -161,7 +162,7 @@ class TieredState(PredictiveState):
 
 
 class TieredQuantizer(PredictiveQuantizer):
-    """hop-1600 with 0-3 stages per frame and Huffman-coded fields (the format 8 candidate).
+    """hop-1600 with 0-3 stages per frame and Huffman-coded fields (the tiered candidate).
     Without codes it writes fixed-width fields (to fit the codes) and counts every symbol."""
 
     def __init__(self, base: PredictiveQuantizer, codes: TieredCodes | None) -> None:
@@ -312,7 +313,7 @@ def install(codes: TieredCodes | None) -> TieredQuantizer:
 
 
 def restore() -> None:
-    """Give hop-1600 its format 7 quantizer back."""
+    """Give hop-1600 its released quantizer back."""
     mode = get_mode(MODE)
     if isinstance(mode.quantizer, TieredQuantizer):
         object.__setattr__(mode, "quantizer", mode.quantizer.base)
@@ -333,7 +334,7 @@ def fit_codes(corpus: str, clips: int) -> TieredCodes:
 
 
 def score_clip(path: Path, graph: str, metrics: list[str], codes: TieredCodes) -> list[dict]:
-    """Scores and payload bits of format 7 and of the candidate on one clip."""
+    """Scores and payload bits of the release and of the candidate on one clip."""
     x = load_16k(path)
     rows = []
     for candidate in (False, True):
@@ -383,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                                      for c in clips])
     scores = np.array([[[row[m] for m in metrics] for row in rows] for rows in results])
     print(f"{len(clips)} clips of split {args.split}, {MODE}")
-    print(ab_decoder.table(["format 7", "format 8 candidate"], metrics, scores))
+    print(ab_decoder.table(["release", "tiered candidate"], metrics, scores))
     frames = sum(rows[0]["frames"] for rows in results)
-    for v, name in enumerate(("format 7", "format 8 candidate")):
+    for v, name in enumerate(("release", "tiered candidate")):
         bits = sum(rows[v]["payload_bits"] for rows in results)
         print(f"{name}: {100 * bits / frames:.0f} bit/s payload ({bits / frames:.2f} bits per frame)")
     if len(clips) > 1:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode, mode_for_header
 
-FORMAT_VERSION = 7
-"""Format 7: format 6's layout with the codebooks refined further (`models.quantizer.refine`)."""
+FORMAT_VERSION = 8
+"""Format 8: hop-1600's transient frames send one 12-bit index into the joint codebook 'j12'
+(`models.quantizer.joint`) where format 7 sent two 6-bit indices into 's1' and 's2'; every
+other field and mode as in format 7."""
 PACKET_HEADER = struct.Struct(">BBHB")
 MAX_FRAMES_PER_PACKET = 50
 MAX_PACKET_BYTES = 1024

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streaming_core.constants import HOP, SAMPLE_RATE
-from streaming_core.errors import BitstreamError
+from streaming_core.errors import BitstreamError, HopcodecError
 from streaming_core.quantizer import FrameQuantizer, ScalarQuantizer
 
 if TYPE_CHECKING:
@@ -102,6 +102,11 @@ def predictive_modes() -> tuple[Mode, ...]:
         return ()
     stored = np.load(codebook_path)
     books = {name: stored[name] for name in stored.files if not name.startswith("threshold_")}
+    missing = sorted({book for _, allocation in LADDER.values()
+                      for book in allocation.steady_stages + allocation.transient_stages} - set(books))
+    if missing:
+        raise HopcodecError(f"{codebook_path} lacks the codebooks {', '.join(missing)} of this "
+                            "build's bitstream format; re-run the quantizer commands of models/README.md")
     modes = []
     for name, (mode_id, allocation) in LADDER.items():
         quantizer = PredictiveQuantizer(

@@ -69,7 +69,8 @@ greedy 0.032, beam 8 0.036, beam 8 with the weights below 0.038; hop-3200 0.036,
 hop-1600, measured 0.040-0.043 at hop-1600 in runs alternating with format 5 (0.039-0.040
 there), and later, with the VM slower and `rvq_encode` no longer summing the codewords it chose
 (the encoder's `_reconstruct` does): hop-1600 0.045, hop-3200 0.057 (0.045-0.046 and 0.060
-with the sum, alternating runs)."""
+with the sum, alternating runs). Since format 8, hop-1600 searches one codebook per path ('s1'
+or the joint 'j12'), where the beam changes nothing; it serves hop-1200, hop-2400 and hop-3200."""
 SEARCH_WEIGHTING = 0.15
 """Exponent g of the search's band weights 10^(g (log10 E_b - max log10 E)): a band's
 log-energy error counts less the quieter the band is against the frame's loudest (a band 30 dB
@@ -523,25 +524,38 @@ class OnnxPredictor:
         return prediction, new_state
 
 
+JOINT_BOOK = "j12"
+"""The joint 12-bit codebook of hop-1600's transient frames (bitstream format 8): one index into
+4096 codewords where format 7 sent two 6-bit indices into 's1' and 's2'. Searched exhaustively
+with the same weighted distance (`rvq_encode` with one stage); trained by
+`models.quantizer.joint`, which starts it as the 4096 sums of `JOINT_INIT_STAGES`."""
+JOINT_INIT_STAGES = ("s1", "s2")
+"""The two stages whose codeword sums are the joint book's starting point."""
+JOINT_MODES = ("hop-1600",)
+"""The modes whose transient frames use `JOINT_BOOK` (the frames it is trained on)."""
+
 LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
                                transient_stages=("s1",), target_bits=8)),
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
     "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
-                                transient_stages=("s1", "s2"), target_bits=16)),
+                                transient_stages=(JOINT_BOOK,), target_bits=16)),
     "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3"), target_bits=24)),
     "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3", "s4", "s5"), target_bits=32)),
 }
 """The bitrate ladder: mode name -> (header id, bit allocation). Codebooks: 's1'..'s5' have 64
-entries each (stages of one residual VQ). A transient frame gets one more stage than a steady
-one: on unseen speakers this beat (by 0.7 dB at hop-1600) a first ladder that gave steady frames
-a 16-entry codebook and transient frames two or three extra stages. hop-1600 codes voicing
-with 1 bit since format 4: on 20 validation clips the clean voicing in place of the decoded one
-changed no metric (`scripts/ab_decoder.py --clean voicing`), and the freed bit, spent on
-transient frames, raised STOI by 0.006, ViSQOL by 0.03 and DNSMOS by 0.06 and lowered WARP-Q by
-0.045 (the same script with the allocation patched, decoder version 4)."""
+entries each (stages of one residual VQ); 'j12' (`JOINT_BOOK`) has 4096, in place of 's1' +
+'s2' in hop-1600's transient frames. A transient frame gets one more stage than a steady one
+(hop-1600: six more bits): on unseen speakers this beat (by 0.7 dB at hop-1600) a first
+ladder that gave steady frames a 16-entry codebook and transient frames two or three extra
+stages. hop-1600 codes voicing with 1 bit since format 4: on 20 validation clips the clean
+voicing in place of the decoded one changed no metric (`scripts/ab_decoder.py --clean
+voicing`), and the freed bit, spent on transient frames, raised STOI by 0.006, ViSQOL by 0.03
+and DNSMOS by 0.06 and lowered WARP-Q by 0.045 (the same script with the allocation patched,
+decoder version 4)."""
 
-CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64}
+CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, "j12": 4096}
+

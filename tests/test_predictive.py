@@ -194,8 +194,8 @@ def test_beam_search_finds_the_best_stage_combination(speech):
     two-stage search, and a narrower beam is never worse than the greedy one."""
     from streaming_core.predictive import rvq_encode
 
-    quantizer = get_mode("hop-1600").quantizer
-    books = quantizer.transient_books
+    quantizer = get_mode("hop-1200").quantizer
+    books = quantizer.transient_books  # s1, s2
     features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
     residual = features - features.mean(axis=0)  # spread like the predictor's residuals
     errors = {}
@@ -216,7 +216,7 @@ def test_weighted_search_minimises_the_weighted_band_error(speech):
     from streaming_core.predictive import loudness_weights, rvq_encode
     from streaming_core.spectrum import log_energies_from_cepstrum
 
-    books = get_mode("hop-1600").quantizer.transient_books
+    books = get_mode("hop-1200").quantizer.transient_books  # s1, s2
     features = analyze_signal(speech)[::4, :NB_BANDS].astype(np.float32)
     residual = features - features.mean(axis=0)
     plain = rvq_encode(residual, books, 8)
@@ -249,7 +249,7 @@ def test_high_band_weight_scales_the_search_weights_above_5_khz(speech):
     np.testing.assert_allclose(tilted[:, ~high], loudness_weights(features, 0.15)[:, ~high])
     np.testing.assert_allclose(tilted[:, high], 0.3 * loudness_weights(features, 0.15)[:, high])
 
-    books = get_mode("hop-1600").quantizer.transient_books
+    books = get_mode("hop-1200").quantizer.transient_books  # s1, s2
     residual = features - features.mean(axis=0)
     weights = search_weights(features, 0.15, 0.0)
     chosen = rvq_encode(residual, books, len(books[0]), weights)
@@ -285,7 +285,7 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
     from models.quantizer.refine import TO_BANDS, SearchRecord, recording_search, refine_stages
     from streaming_core import predictive
 
-    quantizer = get_mode("hop-1600").quantizer
+    quantizer = get_mode("hop-1200").quantizer  # s1 in steady frames, s1 + s2 in transient ones
     released = {name: book.copy() for name, book in quantizer.codebooks.items()}
     search = predictive.rvq_encode
     record = SearchRecord()

@@ -1,4 +1,4 @@
-"""scripts/tiered_ab.py: the format 8 candidate's prefix codes and quantizer on real speech."""
+"""scripts/tiered_ab.py: the tiered candidate's prefix codes and quantizer on real speech."""
 
 import sys
 from collections.abc import Iterator
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not predictive_modes(), reason="released predict
 
 @pytest.fixture
 def restored() -> Iterator[None]:
-    """hop-1600 gets its format 7 quantizer back whatever the test does."""
+    """hop-1600 gets its released quantizer back whatever the test does."""
     yield
     tiered_ab.restore()
     assert not isinstance(get_mode("hop-1600").quantizer, tiered_ab.TieredQuantizer)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from models.quantizer.joint import pair_sums
 from streaming_core.analysis import analyze_signal
 from streaming_core.audio_io import load_for_codec
 from streaming_core.bitstream import PACKET_HEADER
@@ -25,7 +26,14 @@ from streaming_core.constants import CORR_INDEX, NB_BANDS, PERIOD_INDEX
 from streaming_core.encoder import StreamEncoder
 from streaming_core.loss import GilbertElliott, drop_packets
 from streaming_core.modes import Mode, list_modes
-from streaming_core.predictive import LADDER, PredictiveQuantizer, ZeroPredictor, high_band_weight_of
+from streaming_core.predictive import (
+    JOINT_BOOK,
+    JOINT_INIT_STAGES,
+    LADDER,
+    PredictiveQuantizer,
+    ZeroPredictor,
+    high_band_weight_of,
+)
 from streaming_core.spectrum import log_energies_from_cepstrum
 
 LOSS_RATES = (0.05, 0.10, 0.20)
@@ -112,6 +120,8 @@ def ablation_modes(path: Path) -> list[Mode]:
     """The predictive ladder with the predictor removed (codebooks trained for that case)."""
     stored = np.load(path)
     books = {n: stored[n] for n in stored.files if not n.startswith("threshold_") and n != "mean"}
+    if JOINT_BOOK not in books:  # a file from before format 8: the two-stage book as one
+        books[JOINT_BOOK] = pair_sums(*(books[name] for name in JOINT_INIT_STAGES))
     predictor = ZeroPredictor(stored["mean"])
     return [Mode(id=100 + mode_id, name=f"{name} no predictor",
                  quantizer=PredictiveQuantizer(allocation, books, predictor,

@@ -50,7 +50,7 @@ class FieldRecorder:
 
 @dataclass
 class FrameFields:
-    """One coded frame's fields (bitstream format 7, `PredictiveQuantizer.encode`)."""
+    """One coded frame's fields (bitstream format 8, `PredictiveQuantizer.encode`)."""
 
     transient: int
     voicing: int
@@ -175,11 +175,13 @@ class FieldReport:
 
 
 def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> list[FieldReport]:
-    """The report's rows: flag, voicing, pitch code, absolute pitch and each VQ stage."""
+    """The report's rows: flag, voicing, pitch code, absolute pitch and the indices into each
+    codebook the mode uses."""
     allocation = quantizer.allocation
     flags, voicings, pitches, absolutes = Counter(), Counter(), Counter(), Counter()
     flag_pairs, voicing_pairs, pitch_pairs = Counter(), Counter(), Counter()
-    stages: list[Counter] = [Counter() for _ in quantizer.transient_books]
+    books = dict.fromkeys(allocation.steady_stages + allocation.transient_stages)
+    indices: dict[str, Counter] = {book: Counter() for book in books}
     before_clip = FrameFields(transient=1, voicing=0, pitch=None, absolute_pitch=None)
     previous = before_clip
     for frame in frames:
@@ -194,8 +196,9 @@ def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> 
             pitch_pairs[(previous.pitch, frame.pitch)] += 1  # None: after an unvoiced frame
         if frame.absolute_pitch is not None:
             absolutes[frame.absolute_pitch] += 1
-        for stage, index in enumerate(frame.indices):
-            stages[stage][index] += 1
+        path = allocation.transient_stages if frame.transient else allocation.steady_stages
+        for book, index in zip(path, frame.indices, strict=True):
+            indices[book][index] += 1
         previous = frame
     rows = [
         FieldReport("transient flag", sum(flags.values()), 1, entropy(flags), huffman_bits(flags),
@@ -214,10 +217,10 @@ def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> 
         rows.append(FieldReport("absolute pitch", sum(absolutes.values()),
                                 allocation.onset_pitch_bits, entropy(absolutes),
                                 huffman_bits(absolutes)))
-    for stage, (counts, bits) in enumerate(zip(stages, quantizer.transient_index_bits,
-                                               strict=True), 1):
+    for book, counts in indices.items():
         if counts:
-            rows.append(FieldReport(f"VQ stage {stage}", sum(counts.values()), bits,
+            rows.append(FieldReport(f"VQ index ({book})", sum(counts.values()),
+                                    int(np.log2(len(quantizer.codebooks[book]))),
                                     entropy(counts), huffman_bits(counts)))
     return rows
 

@@ -144,6 +144,16 @@ def refine_stages(books: dict[str, np.ndarray], record: SearchRecord,
             book[k] = np.linalg.solve(normal[k], moment[k])
 
 
+def foreign_predictor(release: Path) -> str | None:
+    """Why `release` cannot be refitted here (it holds a predictor other than the installed one,
+    which the quantizer codes with), or None."""
+    other = release / "predictor.onnx"
+    if other.is_file() and other.read_bytes() != (RELEASED / "predictor.onnx").read_bytes():
+        return (f"{other} is not the installed predictor ({RELEASED / 'predictor.onnx'}), "
+                "which the quantizer runs with")
+    return None
+
+
 def codebooks_changed() -> None:
     """Tell every predictive mode that the shared codebooks changed in place: the weighted
     search keeps them as band energies too, which would otherwise go stale."""
@@ -166,11 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="refinement rounds (the released format-7 codebooks had 9)")
     args = parser.parse_args(argv)
 
-    other_predictor = args.release / "predictor.onnx"
-    if other_predictor.is_file() and (other_predictor.read_bytes()
-                                      != (RELEASED / "predictor.onnx").read_bytes()):
-        parser.error(f"{other_predictor} is not the installed predictor "
-                     f"({RELEASED / 'predictor.onnx'}), which the quantizer runs with")
+    if refusal := foreign_predictor(args.release):
+        parser.error(refusal)
     args.out.mkdir(parents=True, exist_ok=True)
     stored = dict(np.load(args.release / "codebooks.npz"))
     books = get_mode(MODES[0]).quantizer.codebooks  # the arrays every predictive mode uses

@@ -5,7 +5,8 @@
 
 1. open loop: the GRU predictor learns to predict each frame's cepstrum from the previous
    clean frame and the frame's own pitch and voicing (MSE on the cepstrum = log-spectral error);
-2. codebooks: k-means on the prediction residuals ('s1'..'s5', the stages of one residual VQ);
+2. codebooks: k-means on the prediction residuals ('s1'..'s5', the stages of one residual VQ;
+   hop-1600's joint book 'j12' starts as the sums of 's1' and 's2', `models.quantizer.joint`);
 3. closed loop, twice: every sequence is coded by the real quantizer (a random mode of the
    ladder per sequence), the predictor is trained again on the *decoded* previous frames it
    will see at run time, and the codebooks are re-fitted to the new residuals;
@@ -25,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from models.data.loader import FeatureDataset
+from models.quantizer.joint import pair_sums
 from models.quantizer.kmeans import assign, train_rvq
 from models.quantizer.model import FeaturePredictor, FeaturePredictorStep, TorchPredictor
 from streaming_core.bitpack import BitWriter
@@ -32,6 +34,8 @@ from streaming_core.constants import NB_BANDS, NB_FEATURES
 from streaming_core.predictive import (
     CODEBOOK_SIZES,
     CURRENT_PITCH,
+    JOINT_BOOK,
+    JOINT_INIT_STAGES,
     LADDER,
     NEUTRAL_FRAME,
     PredictiveQuantizer,
@@ -99,10 +103,13 @@ def residuals_of(model: FeaturePredictor, decoded: np.ndarray, target: np.ndarra
 
 
 def fit_codebooks(residuals: np.ndarray, init: dict | None = None, seed: int = 0) -> dict:
-    """'s1'..'s5' as the stages of one residual VQ, on all frames."""
-    return dict(zip(STAGES, train_rvq(residuals, [CODEBOOK_SIZES[s] for s in STAGES], seed=seed,
-                                       init=None if init is None else [init[s] for s in STAGES]),
-                strict=True))
+    """'s1'..'s5' as the stages of one residual VQ, on all frames, and the joint book as the
+    sums of its two stages (`models.quantizer.joint` trains it further)."""
+    books = dict(zip(STAGES, train_rvq(residuals, [CODEBOOK_SIZES[s] for s in STAGES], seed=seed,
+                                        init=None if init is None else [init[s] for s in STAGES]),
+                     strict=True))
+    books[JOINT_BOOK] = pair_sums(*(books[name] for name in JOINT_INIT_STAGES))
+    return books
 
 
 def thresholds_for(residuals: np.ndarray, books: dict, predictor) -> dict[str, float]:
