@@ -557,5 +557,5 @@ voicing`), and the freed bit, spent on transient frames, raised STOI by 0.006, V
 and DNSMOS by 0.06 and lowered WARP-Q by 0.045 (the same script with the allocation patched,
 decoder version 4)."""
 
-CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, "j12": 4096}
+CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, JOINT_BOOK: 4096}
 

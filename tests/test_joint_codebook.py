@@ -89,3 +89,20 @@ def test_a_release_folder_with_another_predictor_is_refused(tmp_path, capsys):
         main(["--cache", str(tmp_path / "no-cache"), "--release", str(tmp_path),
               "--out", str(tmp_path / "out")])
     assert "is not the installed predictor" in capsys.readouterr().err
+
+
+def test_a_release_without_the_joint_book_is_refused_by_name(tmp_path, monkeypatch):
+    """Codebooks of format 7 (no 'j12') cannot code format 8: the ladder is not built from them,
+    and the error names the missing book."""
+    import shutil
+
+    from streaming_core import modes
+    from streaming_core.errors import HopcodecError
+
+    shutil.copy(RELEASED / "predictor.onnx", tmp_path / "predictor.onnx")
+    stored = dict(np.load(RELEASED / "codebooks.npz"))
+    del stored[JOINT_BOOK]
+    np.savez(tmp_path / "codebooks.npz", **stored)
+    monkeypatch.setattr(modes, "RELEASED", tmp_path)
+    with pytest.raises(HopcodecError, match=f"lacks the codebooks {JOINT_BOOK} "):
+        modes.predictive_modes.__wrapped__()
