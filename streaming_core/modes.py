@@ -115,8 +115,9 @@ def predictive_modes() -> tuple[Mode, ...]:
         description = (
             f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
             f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "
-            f"at onsets), residual VQ {quantizer.steady_vq_bits} bits (steady) or "
-            f"{quantizer.transient_vq_bits} bits (transient)")
+            f"at onsets), residual VQ {quantizer.steady_vq_bits} bits (steady: "
+            f"{' '.join(allocation.steady_stages) or 'none'}) or {quantizer.transient_vq_bits} "
+            f"bits (transient: {' '.join(allocation.transient_stages)})")
         modes.append(Mode(id=mode_id, name=name, quantizer=quantizer, description=description))
     return tuple(modes)
 
