@@ -174,7 +174,8 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     rows = np.arange(count)[:, None]
     for stage, book in enumerate(to_search):
         candidates = remaining[:, :, None, :] - book[:, None]  # (B, P, K, D)
-        distances = (candidates**2).sum(-1).reshape(count, -1)
+        # einsum: a third of the time of (candidates**2).sum(-1) at hop-1600's 4096 codewords
+        distances = np.einsum("bpkd,bpkd->bpk", candidates, candidates).reshape(count, -1)
         # After the last stage only the best path is wanted (a one-stage search is then the
         # nearest codeword, as the greedy search takes it).
         keep = 1 if stage == len(books) - 1 else min(beam, distances.shape[1])
@@ -531,8 +532,6 @@ with the same weighted distance (`rvq_encode` with one stage); trained by
 `models.quantizer.joint`, which starts it as the 4096 sums of `JOINT_INIT_STAGES`."""
 JOINT_INIT_STAGES = ("s1", "s2")
 """The two stages whose codeword sums are the joint book's starting point."""
-JOINT_MODES = ("hop-1600",)
-"""The modes whose transient frames use `JOINT_BOOK` (the frames it is trained on)."""
 
 LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
@@ -558,4 +557,8 @@ and DNSMOS by 0.06 and lowered WARP-Q by 0.045 (the same script with the allocat
 decoder version 4)."""
 
 CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, JOINT_BOOK: 4096}
+
+JOINT_MODES = tuple(name for name, (_, allocation) in LADDER.items()
+                    if JOINT_BOOK in allocation.transient_stages)
+"""The modes whose transient frames use `JOINT_BOOK` (the frames it is trained on): hop-1600."""
 

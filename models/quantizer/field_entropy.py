@@ -180,8 +180,9 @@ def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> 
     allocation = quantizer.allocation
     flags, voicings, pitches, absolutes = Counter(), Counter(), Counter(), Counter()
     flag_pairs, voicing_pairs, pitch_pairs = Counter(), Counter(), Counter()
-    books = dict.fromkeys(allocation.steady_stages + allocation.transient_stages)
-    indices: dict[str, Counter] = {book: Counter() for book in books}
+    index_bits = dict(zip(allocation.steady_stages, quantizer.steady_index_bits, strict=True))
+    index_bits.update(zip(allocation.transient_stages, quantizer.transient_index_bits, strict=True))
+    indices: dict[str, Counter] = {book: Counter() for book in index_bits}
     before_clip = FrameFields(transient=1, voicing=0, pitch=None, absolute_pitch=None)
     previous = before_clip
     for frame in frames:
@@ -219,8 +220,7 @@ def field_reports(frames: list[FrameFields], quantizer: PredictiveQuantizer) -> 
                                 huffman_bits(absolutes)))
     for book, counts in indices.items():
         if counts:
-            rows.append(FieldReport(f"VQ index ({book})", sum(counts.values()),
-                                    int(np.log2(len(quantizer.codebooks[book]))),
+            rows.append(FieldReport(f"VQ index ({book})", sum(counts.values()), index_bits[book],
                                     entropy(counts), huffman_bits(counts)))
     return rows
 

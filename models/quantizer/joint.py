@@ -37,19 +37,16 @@ from tqdm import tqdm
 from models.data.loader import FeatureDataset
 from models.plots import save_training_curve
 from models.quantizer.refine import (
+    TO_BANDS,
     SearchRecord,
     code_windows,
     codebooks_changed,
     foreign_predictor,
     recording_search,
 )
-from streaming_core.constants import NB_BANDS
 from streaming_core.modes import get_mode
 from streaming_core.predictive import JOINT_BOOK, JOINT_INIT_STAGES, JOINT_MODES
-from streaming_core.spectrum import log_energies_from_cepstrum
 
-TO_BANDS = log_energies_from_cepstrum(np.eye(NB_BANDS))
-"""(NB_BANDS, NB_BANDS): cepstrum row vector @ TO_BANDS = log10 band energies."""
 MIN_USES = 5
 """A codeword chosen for fewer frames than this in a Lloyd step keeps its value."""
 
