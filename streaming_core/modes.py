@@ -95,7 +95,7 @@ def released_predictor() -> "OnnxPredictor | None":
 @cache
 def predictive_modes() -> tuple[Mode, ...]:
     """The trained ladder (empty when the released predictor is not installed)."""
-    from streaming_core.predictive import LADDER, PredictiveQuantizer, high_band_weight_of
+    from streaming_core.predictive import LADDER, PredictiveQuantizer
 
     predictor, codebook_path = released_predictor(), RELEASED / "codebooks.npz"
     if predictor is None or not codebook_path.is_file():
@@ -109,9 +109,8 @@ def predictive_modes() -> tuple[Mode, ...]:
                             "build's bitstream format; re-run the quantizer commands of models/README.md")
     modes = []
     for name, (mode_id, allocation) in LADDER.items():
-        quantizer = PredictiveQuantizer(
-            allocation, books, predictor, float(stored[f"threshold_{name}"]),
-            high_band_weight_of(name))
+        quantizer = PredictiveQuantizer(allocation, books, predictor,
+                                        float(stored[f"threshold_{name}"]))
         description = (
             f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
             f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "

@@ -94,12 +94,8 @@ choice like the beam. On 120 validation clips at hop-1600 with decoder version 1
 bands alike), paired change and standard error: 0.3 PESQ-WB -0.007 (0.009), STOI +0.003
 (0.001), ViSQOL +0.017 (0.015), WARP-Q -0.021 (0.005), DNSMOS +0.028 (0.013); 0.5 WARP-Q
 -0.008, 0.2 and 0.1 WARP-Q -0.027 / -0.026 with DNSMOS -0.010 / +0.028; lowering the 4.8 kHz
-band as well lost WARP-Q (models/README.md). Not in hop-800 (`UNTILTED_MODES`)."""
-UNTILTED_MODES = ("hop-800",)
-"""Predictive modes whose search weighs every band alike. hop-800 (one stage, in transient frames
-only) gained nothing on 60 validation clips (WARP-Q +0.004 (0.011), DNSMOS -0.022 (0.030)), lost
-DNSMOS on the bench's test clips (-0.084 (0.037)), and a noise burst's measured onset came 1.9
-ms later (`hopcodec latency --algorithmic-only`: 15.1 -> 17.0 ms)."""
+band as well lost WARP-Q (models/README.md). Not in hop-800 (its ladder entry sets
+`Allocation.search_high_band_weight` to 1)."""
 RESERVOIR_FRAMES = 3.0
 """The reservoir holds at most this many transient frames' worth of extra bits."""
 
@@ -201,9 +197,9 @@ def loudness_weights(cepstra: np.ndarray, exponent: float = SEARCH_WEIGHTING) ->
 
 
 def high_band_weight_of(mode_name: str) -> float:
-    """The search's weight on the bands above 5 kHz in a predictive mode: 1 in
-    `UNTILTED_MODES`, else `HIGH_BAND_SEARCH_WEIGHT`."""
-    return 1.0 if mode_name in UNTILTED_MODES else HIGH_BAND_SEARCH_WEIGHT
+    """The search's weight on the bands above 5 kHz in the predictive mode `mode_name` (its
+    ladder entry's `Allocation.search_high_band_weight`)."""
+    return LADDER[mode_name][1].search_high_band_weight
 
 
 @cache
@@ -268,6 +264,12 @@ class Allocation:
     onset_pitch_bits: int = 5
     """Bits of an absolute pitch (after the escape code), used at voicing onsets and jumps
     the change codes cannot follow. Unvoiced frames carry no pitch bits."""
+    search_high_band_weight: float = HIGH_BAND_SEARCH_WEIGHT
+    """Encoder only, no bits: the search's weight on the bands above 5 kHz (1: as the others).
+    hop-800 (one stage, in transient frames only) weighs every band alike: with 0.3 it gained
+    nothing on 60 validation clips (WARP-Q +0.004 (0.011), DNSMOS -0.022 (0.030)), lost DNSMOS
+    on the bench's test clips (-0.084 (0.037)), and a noise burst's measured onset came 1.9 ms
+    later (`hopcodec latency --algorithmic-only`: 15.1 -> 17.0 ms)."""
 
 
 @dataclass
@@ -332,7 +334,7 @@ class PredictiveQuantizer:
 
     def __init__(self, allocation: Allocation, codebooks: dict[str, np.ndarray],
                  predictor: Predictor, transient_threshold: float,
-                 high_band_weight: float = HIGH_BAND_SEARCH_WEIGHT) -> None:
+                 high_band_weight: float | None = None) -> None:
         self.allocation = allocation
         self.codebooks = codebooks
         self.predictor = predictor
@@ -341,8 +343,10 @@ class PredictiveQuantizer:
         """Encoder only: the residual-VQ search beam (`rvq_encode`)."""
         self.search_weighting = SEARCH_WEIGHTING
         """Encoder only: exponent of the band-loudness weights of the search (0: unweighted)."""
-        self.high_band_weight = high_band_weight
-        """Encoder only: the search's weight on the bands above 5 kHz (1: as the others)."""
+        self.high_band_weight = (allocation.search_high_band_weight if high_band_weight is None
+                                 else high_band_weight)
+        """Encoder only: the search's weight on the bands above 5 kHz (1: as the others; by
+        default the allocation's)."""
         self.steady_books = [codebooks[n] for n in allocation.steady_stages]
         self.transient_books = [codebooks[n] for n in allocation.transient_stages]
         self.steady_band_books: list[np.ndarray] = []
@@ -535,7 +539,8 @@ JOINT_INIT_STAGES = ("s1", "s2")
 
 LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
-                               transient_stages=("s1",), target_bits=8)),
+                               transient_stages=("s1",), target_bits=8,
+                               search_high_band_weight=1.0)),
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
     "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),

@@ -277,6 +277,23 @@ def test_the_modes_search_with_their_high_band_weight(speech, mode_name):
             == (mode_name == "hop-800"))
 
 
+@pytest.mark.parametrize("mode_name", ["hop-800", "hop-1600"])
+def test_a_quantizer_built_from_a_ladder_entry_takes_that_modes_high_band_weight(mode_name):
+    """Built by hand from a ladder allocation, a quantizer searches as the released mode does
+    (hop-800 weighs every band alike); an explicit weight overrides the allocation's."""
+    from streaming_core.predictive import HIGH_BAND_SEARCH_WEIGHT, LADDER
+
+    released = get_mode(mode_name).quantizer
+    allocation = LADDER[mode_name][1]
+    by_hand = PredictiveQuantizer(allocation, released.codebooks, released.predictor,
+                                  released.threshold)
+    assert by_hand.high_band_weight == released.high_band_weight
+    assert by_hand.high_band_weight == (1.0 if mode_name == "hop-800" else HIGH_BAND_SEARCH_WEIGHT)
+    overridden = PredictiveQuantizer(allocation, released.codebooks, released.predictor,
+                                     released.threshold, high_band_weight=0.5)
+    assert overridden.high_band_weight == 0.5
+
+
 def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(speech):
     """`models.quantizer.refine`: recording the search while real speech is coded sees every
     frame's residual, stages and codewords; moving the codewords to their weighted centroids

@@ -32,7 +32,6 @@ from streaming_core.predictive import (
     LADDER,
     PredictiveQuantizer,
     ZeroPredictor,
-    high_band_weight_of,
 )
 from streaming_core.spectrum import log_energies_from_cepstrum
 
@@ -125,8 +124,7 @@ def ablation_modes(path: Path) -> list[Mode]:
     predictor = ZeroPredictor(stored["mean"])
     return [Mode(id=100 + mode_id, name=f"{name} no predictor",
                  quantizer=PredictiveQuantizer(allocation, books, predictor,
-                                               float(stored[f"threshold_{name}"]),
-                                               high_band_weight_of(name)),
+                                               float(stored[f"threshold_{name}"])),
                  description="ablation") for name, (mode_id, allocation) in LADDER.items()]
 
 

@@ -39,7 +39,6 @@ from streaming_core.predictive import (
     LADDER,
     NEUTRAL_FRAME,
     PredictiveQuantizer,
-    high_band_weight_of,
 )
 
 STAGES = ["s1", "s2", "s3", "s4", "s5"]
@@ -133,8 +132,7 @@ def closed_loop_pairs(model: FeaturePredictor, books: dict, thresholds: dict, cl
     decoded = np.empty_like(clean)
     for b in tqdm(range(len(clean)), desc="closed loop", unit="seq", leave=False):
         name = names[rng.integers(len(names))]
-        quantizer = PredictiveQuantizer(LADDER[name][1], books, predictor, thresholds[name],
-                                        high_band_weight_of(name))
+        quantizer = PredictiveQuantizer(LADDER[name][1], books, predictor, thresholds[name])
         state = quantizer.new_state()
         for t in range(clean.shape[1]):
             decoded[b, t] = quantizer.encode(clean[b, t], BitWriter(), state)
