@@ -13,6 +13,7 @@ from streaming_core.modes import RELEASED
 from streaming_core.neural_synth import (
     C0_PER_DB,
     ENVELOPE_SUBFRAMES,
+    FALLING_ENVELOPE,
     HELD_ENVELOPE,
     INTERPOLATED_ENVELOPE,
     LEVEL_OVERSHOOT_DB,
@@ -108,16 +109,17 @@ def test_envelope_moves_from_the_previous_hop_without_lookahead(monkeypatch):
     import streaming_core.neural_synth as neural_synth
 
     scheme = INTERPOLATED_ENVELOPE
-    assert sum(length for length, _ in ENVELOPE_SUBFRAMES) == sum(length for length, _ in scheme) == HOP
+    assert sum(length for length, _ in ENVELOPE_SUBFRAMES.pieces) == HOP
+    assert sum(length for length, _ in scheme.pieces) == HOP
     start = 0
-    for length, weight in scheme:
+    for length, weight in scheme.pieces:
         position = start - DECODER_DELAY  # relative to this frame's analysis centre
         assert weight == (1.0 if position >= 0 else pytest.approx(1 + position / HOP))
         start += length
     monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", scheme)
     previous, current = np.zeros(18), np.linspace(-1, 1, 18)
     pieces = hop_envelopes(current, previous)
-    np.testing.assert_allclose(pieces[0][1], scheme[0][1] * current)
+    np.testing.assert_allclose(pieces[0][1], scheme.pieces[0][1] * current)
     assert pieces[-1][1] is current
     assert hop_envelopes(current, None) == [(HOP, current)]  # a stream's first hop holds
 
@@ -128,17 +130,16 @@ def test_ramped_envelope_runs_through_the_frame_centre(monkeypatch):
     # centred on the frame, and past the centre it extrapolates from the two frames (no lookahead).
     import streaming_core.neural_synth as neural_synth
 
-    assert ENVELOPE_SUBFRAMES is HELD_ENVELOPE  # the release holds each hop's envelope
     monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", RAMPED_ENVELOPE)
-    assert sum(length for length, _ in RAMPED_ENVELOPE) == HOP
+    assert sum(length for length, _ in RAMPED_ENVELOPE.pieces) == HOP
     start = 0
-    for length, weight in RAMPED_ENVELOPE:
+    for length, weight in RAMPED_ENVELOPE.pieces:
         middle = start + length / 2 - DECODER_DELAY
         assert weight == pytest.approx(1 + middle / HOP)
         start += length
     previous, current = np.zeros(18), np.linspace(-1, 1, 18)
     pieces = hop_envelopes(current, previous)
-    assert [length for length, _ in pieces] == [length for length, _ in RAMPED_ENVELOPE]
+    assert [length for length, _ in pieces] == [length for length, _ in RAMPED_ENVELOPE.pieces]
     np.testing.assert_allclose(pieces[-1][1], 1.375 * current)  # past this frame: extrapolated
     # A hop whose envelope did not move holds it.
     for _, envelope in hop_envelopes(current, current.copy()):
@@ -151,7 +152,24 @@ def test_ramped_envelope_runs_through_the_frame_centre(monkeypatch):
     assert levels[0] < levels[1] < onset[0] < levels[2] <= levels[3]
 
 
-@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE"])
+def test_the_released_envelope_eases_only_a_falling_level():
+    # Decoder version 12: a hop whose level falls starts with an envelope three quarters of the
+    # way from the previous hop's, for 40 samples, then holds its own; a hop whose level rises
+    # (an onset) or stays holds its own for the whole hop, so no onset is heard late.
+    assert ENVELOPE_SUBFRAMES is FALLING_ENVELOPE
+    assert sum(length for length, _ in FALLING_ENVELOPE.pieces) == HOP
+    louder, quieter = np.linspace(-1, 1, 18), np.linspace(-1, 1, 18)
+    louder[0], quieter[0] = 2.0, -3.0
+    pieces = hop_envelopes(quieter, louder)
+    assert [length for length, _ in pieces] == [40, HOP - 40]
+    np.testing.assert_allclose(pieces[0][1], 0.75 * quieter + 0.25 * louder)
+    assert pieces[1][1] is quieter
+    assert hop_envelopes(louder, quieter) == [(HOP, louder)]  # rising: held
+    assert hop_envelopes(louder, louder.copy()) == [(HOP, louder)]  # level unchanged: held
+    assert hop_envelopes(quieter, None) == [(HOP, quieter)]  # a stream's first hop holds
+
+
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "FALLING_ENVELOPE"])
 def test_synthesis_moves_the_envelope_within_the_hop(speech, vocoder, monkeypatch, scheme):
     import streaming_core.neural_synth as neural_synth
 

@@ -209,15 +209,18 @@ def test_harmonic_band_weights_interpolate_the_band_table_and_stop_at_the_cutoff
     assert np.all(amplitude[frequency < MAX_HARMONIC_HZ] > 0)
 
 
-def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch) -> float:
+def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch, wobble_db: float = 0.0
+                ) -> float:
     """SNR (dB) of the training filter's output against the runtime's, the same excitation
-    through the envelopes of real speech, each with its own piece scheme."""
+    through the envelopes of real speech (every other hop's level lowered by `wobble_db`, so
+    that half the hops fall), each with its own piece scheme."""
     import models.vocoder.dsp as dsp
     import streaming_core.neural_synth as neural_synth
 
     monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", runtime_scheme)
     monkeypatch.setattr(dsp, "ENVELOPE_SUBFRAMES", training_scheme)
     cepstra = analyze_signal(speech[:32000])[:, :18].astype(np.float64)
+    cepstra[1::2, 0] -= wobble_db * neural_synth.C0_PER_DB
     excitation = 0.2 * np.random.default_rng(0).standard_normal((len(cepstra), 160))
     state = neural_synth.NeuralSynthState(gru_state=np.zeros((1, 1)), enhancer_state=np.zeros((1, 1)))
     runtime = neural_synth._filtered(excitation, cepstra, state)[160:].astype(np.float64)
@@ -228,16 +231,21 @@ def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch) -> float:
     return float(10 * np.log10(np.sum(runtime**2) / np.sum((runtime - training) ** 2)))
 
 
-@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE"])
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "FALLING_ENVELOPE"])
 def test_training_filters_the_envelope_as_the_runtime_does(speech, monkeypatch, scheme):
-    # With the envelope moving within the hop (the release holds it). The FFT filter of
-    # training and the IIR filter of the runtime differ where the filter changes (how the past
-    # output carries over), so they agree to about 20 dB, not exactly; training with the
-    # envelope held while the runtime moves it within the hop agrees less.
+    # With the envelope moving within the hop. The FFT filter of training and the IIR filter of
+    # the runtime differ where the filter changes (how the past output carries over), so they
+    # agree to about 20 dB, not exactly; training with the envelope held while the runtime moves
+    # it within the hop agrees less, and so does training that moves the falling scheme's
+    # pieces in every hop (on speech whose level falls in every other hop).
+    import dataclasses
+
     import streaming_core.neural_synth as neural_synth
 
     moving = getattr(neural_synth, scheme)
-    matched = _filter_snr(speech, moving, moving, monkeypatch)
-    mismatched = _filter_snr(speech, moving, neural_synth.HELD_ENVELOPE, monkeypatch)
-    print(f"training vs runtime filter: {matched:.1f} dB, {mismatched:.1f} dB with the envelope held")
+    wrong, wobble_db = ((dataclasses.replace(moving, falling_only=False), 10.0) if moving.falling_only
+                        else (neural_synth.HELD_ENVELOPE, 0.0))
+    matched = _filter_snr(speech, moving, moving, monkeypatch, wobble_db)
+    mismatched = _filter_snr(speech, moving, wrong, monkeypatch, wobble_db)
+    print(f"training vs runtime filter: {matched:.1f} dB, {mismatched:.1f} dB trained otherwise")
     assert matched > 18 and matched > mismatched + 3

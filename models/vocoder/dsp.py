@@ -5,8 +5,8 @@ the synthesis filter 1/A(z) and de-emphasis are applied per frame in the frequen
 (512-point FFT, the tail overlap-added into the next frames), which matches the exact IIR
 filters used at run time to within the truncation of their impulse responses and the way a
 change of filter carries the past output (`tests/test_vocoder_training.py` measures how close).
-Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES` (in the
-release one piece: the hop's own envelope), as at run time (`filter_hops`).
+Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES`, as at run
+time (`filter_hops`; in the release the pieces move only in hops whose level falls).
 """
 
 import numpy as np
@@ -105,16 +105,21 @@ def filter_hops(excitation: torch.Tensor, cepstrum: torch.Tensor, lpc: LpcFromCe
     the LPC envelope: each piece of `ENVELOPE_SUBFRAMES` scaled by the residual power of its
     interpolated envelope (its level capped as `hop_envelopes` caps it) and filtered by it (the
     filters are linear, so the pieces, each filtered as a zero-padded hop, add up). The first hop
-    holds its own envelope."""
+    holds its own envelope, and with a falling-only scheme so does every hop whose level does
+    not fall."""
+    scheme = ENVELOPE_SUBFRAMES
     previous = torch.cat((cepstrum[:, :1], cepstrum[:, :-1]), dim=1)
     highest_level = torch.maximum(cepstrum[..., :1], previous[..., :1]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
+    moving = (cepstrum[..., :1] < previous[..., :1] if scheme.falling_only
+              else torch.ones_like(cepstrum[..., :1], dtype=torch.bool))
     speech = torch.zeros(excitation.shape[0], excitation.shape[1] * HOP, device=excitation.device)
     start = 0
-    for length, weight in ENVELOPE_SUBFRAMES:
+    for length, weight in scheme.pieces:
         envelope = cepstrum
         if weight != 1.0:
             envelope = weight * cepstrum + (1.0 - weight) * previous
             envelope = torch.cat((torch.minimum(envelope[..., :1], highest_level), envelope[..., 1:]), -1)
+            envelope = torch.where(moving, envelope, cepstrum)
         a, residual = lpc(envelope)
         piece = torch.zeros_like(excitation)
         # the square root's slope is infinite at 0: silent pieces get a gain of 0 and no gradient
