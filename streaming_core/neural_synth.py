@@ -3,7 +3,7 @@
 The graph (`models.vocoder.model.HopDecoderGraph`) takes T hops of decoded features: a causal
 GRU (the feature enhancer) estimates the clean spectral shape, and the vocoder's GRU shapes the
 excitation; the LPC synthesis and de-emphasis filters follow here (each hop's envelope, eased
-in from the previous hop's where the level falls: `ENVELOPE_SUBFRAMES`). A live stream calls it once
+in from the previous hop's except at onsets: `ENVELOPE_SUBFRAMES`). A live stream calls it once
 per 10 ms hop; a packet of several frames goes through in one call, which is the same
 computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by
 every stream; a stream is a `NeuralSynthState`: the states the graph takes and returns, the
@@ -45,25 +45,28 @@ class EnvelopeScheme:
     """How the LPC envelope moves within a hop: its pieces, and in which hops they apply."""
 
     pieces: EnvelopePieces
-    falling_only: bool = False
-    """Move only in hops whose level (c0) is below the previous hop's; the others hold their
-    own envelope for the whole hop, so an onset is heard at once."""
+    max_rise_db: float | None = None
+    """Move only in hops whose level (c0, dB of mean band level) rose by less than this from the
+    previous hop's; the others, the onsets, hold their own envelope for the whole hop, so they
+    are heard at once. None: move in every hop."""
 
 
 HELD_ENVELOPE = EnvelopeScheme(((HOP, 1.0),))
 """Each hop's envelope held for the whole hop (decoder versions up to 11)."""
 
-FALLING_ENVELOPE = EnvelopeScheme(((40, 0.75), (120, 1.0)), falling_only=True)
-"""The release (decoder version 12): in a hop whose level falls, the first 40 samples (2.5 ms)
-take the envelope three quarters of the way from the previous hop's to this one's (the whole
-cepstrum, shape and level); every other hop holds its own. The step from one hop's envelope to
-the next is where the formants jump by the frame's quantization error; easing it where speech
-decays costs no onset time. On 120 validation clips at hop-1600 against holding (paired change,
-standard error): PESQ-WB +0.031 (0.006), STOI 0.000, ViSQOL +0.002 (0.006), WARP-Q -0.012
-(0.003), DNSMOS +0.004 (0.005); on the bench's 30 test clips +0.017 (0.004), 0.000, -0.023
-(0.008), -0.015 (0.003), +0.008 (0.009). `hopcodec latency --algorithmic-only` measures every
-mode as with the envelope held (15.2-15.8 ms); a longer or deeper fall (80 samples, or a weight
-of 0.6 or 0.5 in the first 40) moved hop-800's and hop-1200's measured latency to 16.8-17.4 ms
+EASED_ENVELOPE = EnvelopeScheme(((40, 0.75), (120, 1.0)), max_rise_db=1.0)
+"""The release (decoder version 12): in a hop whose level falls or rises by less than 1 dB, the
+first 40 samples (2.5 ms) take the envelope three quarters of the way from the previous hop's to
+this one's (the whole cepstrum, shape and level); a hop whose level rises more (an onset) holds
+its own. The step from one hop's envelope to the next is where the formants jump by the frame's
+quantization error; easing it where speech does not start costs no onset time. On 120
+validation clips at hop-1600 against holding (paired change, standard error), easing only the
+hops whose level falls: PESQ-WB +0.031 (0.006), STOI 0.000, ViSQOL +0.002 (0.006), WARP-Q -0.012
+(0.003), DNSMOS +0.004 (0.005); easing also those that rise by less than 1 dB, against that:
++0.004 (0.001), 0.000, +0.001 (0.002), -0.003 (0.001), +0.005 (0.002). `hopcodec latency
+--algorithmic-only` measures every mode within 0.2 ms of the held envelope's (15.2-15.9 ms); a
+longer or deeper easing (80 samples, or a weight of 0.6 or 0.5 in the first 40), or easing hops
+that rise by up to 3 dB, moved hop-800's or hop-1200's measured latency to 16.7-17.4 ms
 (`models/README.md`)."""
 
 INTERPOLATED_ENVELOPE = EnvelopeScheme(((40, 0.5), (40, 0.75), (80, 1.0)))
@@ -95,10 +98,10 @@ C0_PER_DB = math.sqrt(NB_BANDS) / 10.0
 """c0 per dB of mean band level: c0 is the orthonormal DCT's first coefficient of the log10
 band energies, sqrt(NB_BANDS) times their mean."""
 
-ENVELOPE_SUBFRAMES: EnvelopeScheme = FALLING_ENVELOPE
+ENVELOPE_SUBFRAMES: EnvelopeScheme = EASED_ENVELOPE
 """How the LPC envelope moves within a hop at run time and in training (`models.vocoder.dsp`).
 The released vocoder was trained holding each hop's envelope (`HELD_ENVELOPE`); version 12
-filters its output with `FALLING_ENVELOPE`, a run-time change of the filter after the graph."""
+filters its output with `EASED_ENVELOPE`, a run-time change of the filter after the graph."""
 
 
 NOISE_SEED = 0x4E53
@@ -210,10 +213,11 @@ def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
                   ) -> list[tuple[int, np.ndarray]]:
     """(samples, cepstrum) of the pieces of one hop's LPC envelope (`ENVELOPE_SUBFRAMES`); the
     first hop of a stream (no previous one) holds its own for the whole hop, as does every hop
-    whose level does not fall when the scheme moves only falling ones."""
+    whose level rose by `max_rise_db` or more."""
     scheme = ENVELOPE_SUBFRAMES
     if (previous is None or scheme == HELD_ENVELOPE
-            or (scheme.falling_only and cepstrum[0] >= previous[0])):
+            or (scheme.max_rise_db is not None
+                and cepstrum[0] - previous[0] >= scheme.max_rise_db * C0_PER_DB)):
         return [(HOP, cepstrum)]
     highest_level = max(cepstrum[0], previous[0]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
     pieces = []

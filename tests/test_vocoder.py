@@ -12,8 +12,8 @@ from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.modes import RELEASED
 from streaming_core.neural_synth import (
     C0_PER_DB,
+    EASED_ENVELOPE,
     ENVELOPE_SUBFRAMES,
-    FALLING_ENVELOPE,
     HELD_ENVELOPE,
     INTERPOLATED_ENVELOPE,
     LEVEL_OVERSHOOT_DB,
@@ -152,24 +152,29 @@ def test_ramped_envelope_runs_through_the_frame_centre(monkeypatch):
     assert levels[0] < levels[1] < onset[0] < levels[2] <= levels[3]
 
 
-def test_the_released_envelope_eases_only_a_falling_level():
-    # Decoder version 12: a hop whose level falls starts with an envelope three quarters of the
-    # way from the previous hop's, for 40 samples, then holds its own; a hop whose level rises
-    # (an onset) or stays holds its own for the whole hop, so no onset is heard late.
-    assert ENVELOPE_SUBFRAMES is FALLING_ENVELOPE
-    assert sum(length for length, _ in FALLING_ENVELOPE.pieces) == HOP
-    louder, quieter = np.linspace(-1, 1, 18), np.linspace(-1, 1, 18)
-    louder[0], quieter[0] = 2.0, -3.0
-    pieces = hop_envelopes(quieter, louder)
-    assert [length for length, _ in pieces] == [40, HOP - 40]
-    np.testing.assert_allclose(pieces[0][1], 0.75 * quieter + 0.25 * louder)
-    assert pieces[1][1] is quieter
-    assert hop_envelopes(louder, quieter) == [(HOP, louder)]  # rising: held
-    assert hop_envelopes(louder, louder.copy()) == [(HOP, louder)]  # level unchanged: held
-    assert hop_envelopes(quieter, None) == [(HOP, quieter)]  # a stream's first hop holds
+def test_the_released_envelope_eases_every_hop_but_the_onsets():
+    # Decoder version 12: a hop whose level falls, stays or rises by less than 1 dB starts with
+    # an envelope three quarters of the way from the previous hop's, for 40 samples, then holds
+    # its own; a hop whose level rises by 1 dB or more (an onset) holds its own for the whole
+    # hop, so no onset is heard late.
+    assert ENVELOPE_SUBFRAMES is EASED_ENVELOPE
+    assert sum(length for length, _ in EASED_ENVELOPE.pieces) == HOP
+    previous = np.linspace(-1, 1, 18)
+    for rise_db in (-20.0, 0.0, 0.9):
+        current = np.linspace(1, -1, 18)
+        current[0] = previous[0] + rise_db * C0_PER_DB
+        pieces = hop_envelopes(current, previous)
+        assert [length for length, _ in pieces] == [40, HOP - 40]
+        np.testing.assert_allclose(pieces[0][1], 0.75 * current + 0.25 * previous)
+        assert pieces[1][1] is current
+    for rise_db in (1.0, 30.0):
+        onset = np.linspace(1, -1, 18)
+        onset[0] = previous[0] + rise_db * C0_PER_DB
+        assert hop_envelopes(onset, previous) == [(HOP, onset)]  # held
+    assert hop_envelopes(previous, None) == [(HOP, previous)]  # a stream's first hop holds
 
 
-@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "FALLING_ENVELOPE"])
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "EASED_ENVELOPE"])
 def test_synthesis_moves_the_envelope_within_the_hop(speech, vocoder, monkeypatch, scheme):
     import streaming_core.neural_synth as neural_synth
 

@@ -231,20 +231,20 @@ def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch, wobble_db:
     return float(10 * np.log10(np.sum(runtime**2) / np.sum((runtime - training) ** 2)))
 
 
-@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "FALLING_ENVELOPE"])
+@pytest.mark.parametrize("scheme", ["RAMPED_ENVELOPE", "INTERPOLATED_ENVELOPE", "EASED_ENVELOPE"])
 def test_training_filters_the_envelope_as_the_runtime_does(speech, monkeypatch, scheme):
     # With the envelope moving within the hop. The FFT filter of training and the IIR filter of
     # the runtime differ where the filter changes (how the past output carries over), so they
     # agree to about 20 dB, not exactly; training with the envelope held while the runtime moves
-    # it within the hop agrees less, and so does training that moves the falling scheme's
-    # pieces in every hop (on speech whose level falls in every other hop).
+    # it within the hop agrees less, and so does training that moves the released scheme's
+    # pieces at onsets too (on speech whose level rises by 10 dB in every other hop).
     import dataclasses
 
     import streaming_core.neural_synth as neural_synth
 
     moving = getattr(neural_synth, scheme)
-    wrong, wobble_db = ((dataclasses.replace(moving, falling_only=False), 10.0) if moving.falling_only
-                        else (neural_synth.HELD_ENVELOPE, 0.0))
+    wrong, wobble_db = ((dataclasses.replace(moving, max_rise_db=None), 10.0)
+                        if moving.max_rise_db is not None else (neural_synth.HELD_ENVELOPE, 0.0))
     matched = _filter_snr(speech, moving, moving, monkeypatch, wobble_db)
     mismatched = _filter_snr(speech, moving, wrong, monkeypatch, wobble_db)
     print(f"training vs runtime filter: {matched:.1f} dB, {mismatched:.1f} dB trained otherwise")

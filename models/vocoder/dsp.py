@@ -6,7 +6,7 @@ the synthesis filter 1/A(z) and de-emphasis are applied per frame in the frequen
 filters used at run time to within the truncation of their impulse responses and the way a
 change of filter carries the past output (`tests/test_vocoder_training.py` measures how close).
 Each hop is filtered in the pieces of `streaming_core.neural_synth.ENVELOPE_SUBFRAMES`, as at run
-time (`filter_hops`; in the release the pieces move only in hops whose level falls).
+time (`filter_hops`; in the release the pieces move in every hop but the onsets).
 """
 
 import numpy as np
@@ -105,12 +105,13 @@ def filter_hops(excitation: torch.Tensor, cepstrum: torch.Tensor, lpc: LpcFromCe
     the LPC envelope: each piece of `ENVELOPE_SUBFRAMES` scaled by the residual power of its
     interpolated envelope (its level capped as `hop_envelopes` caps it) and filtered by it (the
     filters are linear, so the pieces, each filtered as a zero-padded hop, add up). The first hop
-    holds its own envelope, and with a falling-only scheme so does every hop whose level does
-    not fall."""
+    holds its own envelope, and so does every hop whose level rose by the scheme's
+    `max_rise_db` or more."""
     scheme = ENVELOPE_SUBFRAMES
     previous = torch.cat((cepstrum[:, :1], cepstrum[:, :-1]), dim=1)
     highest_level = torch.maximum(cepstrum[..., :1], previous[..., :1]) + LEVEL_OVERSHOOT_DB * C0_PER_DB
-    moving = (cepstrum[..., :1] < previous[..., :1] if scheme.falling_only
+    moving = (cepstrum[..., :1] - previous[..., :1] < scheme.max_rise_db * C0_PER_DB
+              if scheme.max_rise_db is not None
               else torch.ones_like(cepstrum[..., :1], dtype=torch.bool))
     speech = torch.zeros(excitation.shape[0], excitation.shape[1] * HOP, device=excitation.device)
     start = 0
