@@ -4,9 +4,12 @@ import argparse
 import json
 import os
 from dataclasses import fields
+from importlib import import_module
 
+from hopcodec.cli import DEFAULT_SAMPLE
 from server.config import ENV_PREFIX, Settings
 from streaming_core.errors import HopcodecError
+from streaming_core.modes import DEFAULT_MODE
 
 
 class ServeError(HopcodecError):
@@ -50,11 +53,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"{text}{suffix}, env {ENV_PREFIX}{name.upper()})")
     p.set_defaults(handler=cmd_serve)
 
-    from server.loadtest import add_arguments, cmd_loadtest
-
     p = subparsers.add_parser("loadtest", help="N concurrent real-time streams against a server")
-    add_arguments(p)
+    loadtest_arguments(p)
     p.set_defaults(handler=cmd_loadtest)
+
+
+def loadtest_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `hopcodec loadtest`."""
+    p.add_argument("--url", default="ws://127.0.0.1:8000", help="server, ws://HOST:PORT[/v1/decode]")
+    p.add_argument("--streams", type=int, default=16, help="concurrent streams (default 16)")
+    p.add_argument("--seconds", type=float, default=10.0, help="audio each stream sends (default 10)")
+    p.add_argument("--frames-per-packet", type=int, default=1, help="10 ms frames per packet (default 1)")
+    p.add_argument("--mode", default=DEFAULT_MODE, help=f"bitrate mode (default {DEFAULT_MODE})")
+    p.add_argument("--ramp", type=float, default=1.0, help="seconds over which streams start (default 1)")
+    p.add_argument("--clip", default=str(DEFAULT_SAMPLE),
+                   help="speech to send, looped (default: bundled clip)")
+    p.add_argument("--token", default=os.environ.get("HOPCODEC_TOKEN"),
+                   help="bearer token (env HOPCODEC_TOKEN)")
+    p.add_argument("--metrics-url", help="server metrics (default http://HOST:PORT/metrics; 'none' to skip)")
+    p.add_argument("--server-pid", type=int, help="also measure the CPU of this local process and "
+                   "its children (a multi-worker server: /metrics shows one worker only)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+SERVE_EXTRA_MODULES = {"serve": ("fastapi", "uvicorn", "websockets", "prometheus_client"),
+                       "loadtest": ("websockets", "prometheus_client")}
+"""What `hopcodec serve` and `hopcodec loadtest` import beyond the base install."""
+
+
+def require_serve_extra(command: str) -> None:
+    """`ServeError` naming the extra to install when a module `command` needs is missing (the
+    base install runs the codec commands only)."""
+    missing = []
+    for name in SERVE_EXTRA_MODULES[command]:
+        try:
+            import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ServeError(f"hopcodec {command} needs {', '.join(missing)}: pip install 'hopcodec[serve]'")
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    """hopcodec loadtest"""
+    require_serve_extra("loadtest")
+    from server.loadtest import cmd_loadtest as run_loadtest_command
+
+    return run_loadtest_command(args)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -68,6 +113,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """hopcodec serve"""
+    require_serve_extra("serve")
     import uvicorn
 
     from server.app import create_app

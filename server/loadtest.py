@@ -35,23 +35,6 @@ class LoadtestError(HopcodecError):
     """A load test that cannot start (bad URL, no server)."""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `hopcodec loadtest`."""
-    p.add_argument("--url", default="ws://127.0.0.1:8000", help="server, ws://HOST:PORT[/v1/decode]")
-    p.add_argument("--streams", type=int, default=16, help="concurrent streams (default 16)")
-    p.add_argument("--seconds", type=float, default=10.0, help="audio each stream sends (default 10)")
-    p.add_argument("--frames-per-packet", type=int, default=1, help="10 ms frames per packet (default 1)")
-    p.add_argument("--mode", default=DEFAULT_MODE, help=f"bitrate mode (default {DEFAULT_MODE})")
-    p.add_argument("--ramp", type=float, default=1.0, help="seconds over which streams start (default 1)")
-    p.add_argument("--clip", default=str(DEFAULT_CLIP), help="speech to send, looped (default: bundled clip)")
-    p.add_argument("--token", default=os.environ.get("HOPCODEC_TOKEN"),
-                   help="bearer token (env HOPCODEC_TOKEN)")
-    p.add_argument("--metrics-url", help="server metrics (default http://HOST:PORT/metrics; 'none' to skip)")
-    p.add_argument("--server-pid", type=int, help="also measure the CPU of this local process and "
-                   "its children (a multi-worker server: /metrics shows one worker only)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
 @dataclass
 class StreamResult:
     """What one client saw."""

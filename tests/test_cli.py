@@ -77,6 +77,31 @@ def test_demo_writes_decoded_speech(tmp_path):
     assert soundfile.info(str(out)).frames > 16000
 
 
+BASE_INSTALL = """
+import sys
+for name in ("fastapi", "uvicorn", "websockets", "prometheus_client", "sounddevice"):
+    sys.modules[name] = None  # importing it raises ImportError, as in a base install
+from hopcodec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_base_install(*args: str) -> subprocess.CompletedProcess:
+    """The CLI as the README's first command installs it: no serve, client or train extra."""
+    return subprocess.run([sys.executable, "-c", BASE_INSTALL, *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_base_install_runs_the_demo_and_names_the_missing_extras(tmp_path):
+    out = tmp_path / "decoded.wav"
+    demo = run_base_install("demo", "--out", str(out))
+    assert demo.returncode == 0, demo.stderr
+    assert soundfile.info(str(out)).frames > 16000
+    for command, extra in (("serve", "serve"), ("loadtest", "serve"), ("mic", "client")):
+        result = run_base_install(command)
+        assert_clean_error(result, f"pip install 'hopcodec[{extra}]'")
+
+
 @pytest.fixture()
 def bad_inputs(tmp_path) -> dict[str, Path]:
     not_audio = tmp_path / "notes.wav"
