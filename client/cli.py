@@ -5,20 +5,14 @@ import json
 import os
 from pathlib import Path
 
+from hopcodec.extras import require_extra
 from streaming_core.modes import DEFAULT_MODE
 
+CLIENT_EXTRA_MODULES = ("websockets",)
+"""What the client commands import beyond the base install (the client extra; the mic also
+needs sounddevice, which `client.devices` asks for by name)."""
 DEFAULT_BUDGET_MS = 150.0
 """Mouth-to-ear budget: ITU-T G.114's limit for fully interactive speech."""
-
-
-def _require_client_extra() -> None:
-    """`ClientError` naming the extra to install when websockets is missing."""
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
-        from client.errors import ClientError
-
-        raise ClientError("the client commands need websockets: pip install 'hopcodec[client]'") from None
 
 
 def cmd_mic(args: argparse.Namespace) -> int:
@@ -28,7 +22,7 @@ def cmd_mic(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(describe_devices(load_sounddevice()))
         return 0
-    _require_client_extra()
+    require_extra("mic", "client", CLIENT_EXTRA_MODULES)
     from client.mic import MicOptions, run_mic
 
     options = MicOptions(server=args.server, mode=args.mode, input=args.input, output=args.output,
@@ -43,7 +37,7 @@ def cmd_mic(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """hopcodec latency: algorithmic and end-to-end latency."""
-    _require_client_extra()
+    require_extra("latency", "client", CLIENT_EXTRA_MODULES)
     from client.latency_report import latency_report, print_latency_report
 
     report = latency_report(mode=args.mode, server=args.server, token=args.token, seconds=args.seconds,

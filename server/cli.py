@@ -4,9 +4,9 @@ import argparse
 import json
 import os
 from dataclasses import fields
-from importlib import import_module
 
 from hopcodec.cli import DEFAULT_SAMPLE
+from hopcodec.extras import require_extra
 from server.config import ENV_PREFIX, Settings
 from streaming_core.errors import HopcodecError
 from streaming_core.modes import DEFAULT_MODE
@@ -78,25 +78,12 @@ def loadtest_arguments(p: argparse.ArgumentParser) -> None:
 
 SERVE_EXTRA_MODULES = {"serve": ("fastapi", "uvicorn", "websockets", "prometheus_client"),
                        "loadtest": ("websockets", "prometheus_client")}
-"""What `hopcodec serve` and `hopcodec loadtest` import beyond the base install."""
-
-
-def require_serve_extra(command: str) -> None:
-    """`ServeError` naming the extra to install when a module `command` needs is missing (the
-    base install runs the codec commands only)."""
-    missing = []
-    for name in SERVE_EXTRA_MODULES[command]:
-        try:
-            import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ServeError(f"hopcodec {command} needs {', '.join(missing)}: pip install 'hopcodec[serve]'")
+"""What `hopcodec serve` and `hopcodec loadtest` import beyond the base install (the serve extra)."""
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     """hopcodec loadtest"""
-    require_serve_extra("loadtest")
+    require_extra("loadtest", "serve", SERVE_EXTRA_MODULES["loadtest"])
     from server.loadtest import cmd_loadtest as run_loadtest_command
 
     return run_loadtest_command(args)
@@ -113,7 +100,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """hopcodec serve"""
-    require_serve_extra("serve")
+    require_extra("serve", "serve", SERVE_EXTRA_MODULES["serve"])
     import uvicorn
 
     from server.app import create_app
