@@ -36,8 +36,10 @@ def cmd_mic(args: argparse.Namespace) -> int:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
-    """hopcodec latency: algorithmic and end-to-end latency."""
-    require_extra("latency", "client", CLIENT_EXTRA_MODULES)
+    """hopcodec latency: algorithmic and end-to-end latency (the base install measures the
+    algorithmic latency alone, --algorithmic-only)."""
+    if not args.algorithmic_only:
+        require_extra("latency", "client", CLIENT_EXTRA_MODULES)
     from client.latency_report import latency_report, print_latency_report
 
     report = latency_report(mode=args.mode, server=args.server, token=args.token, seconds=args.seconds,

@@ -1,6 +1,9 @@
 """`hopcodec latency`: the algorithmic latency (configured and measured through encoder and
 decoder) and the end-to-end latency over a real server on loopback (a `hopcodec serve` child
-process unless --server is given), as a dict for --json, a table, and optionally a PNG timeline."""
+process unless --server is given), as a dict for --json, a table, and optionally a PNG timeline.
+
+The end-to-end parts (websockets, the client extra) are imported only when that run is asked
+for: the algorithmic measurement needs the base install alone."""
 
 import asyncio
 from collections.abc import Iterator
@@ -8,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from client.e2e import SEGMENTS, measure_end_to_end
 from client.errors import ClientError
 from streaming_core.latency import latency_budget, measure_algorithmic_latency
 from streaming_core.modes import DEFAULT_MODE, get_mode, list_modes
@@ -41,6 +43,8 @@ def latency_report(mode: str | None = None, server: str | None = None, token: st
 def _end_to_end(mode: str, server: str | None, token: str | None, seconds: float,
                 png: Path | None) -> dict[str, Any]:
     """The end-to-end run's summary (and its PNG), over `server` or one started here."""
+    from client.e2e import measure_end_to_end
+
     if server is None:
         with _server_here() as url:
             run = asyncio.run(measure_end_to_end(url, mode, seconds))
@@ -99,6 +103,8 @@ def print_latency_report(report: dict[str, Any]) -> None:
         print("  warning: this machine did not keep real time during the run (too busy to encode, "
               "decode and send a hop every 10 ms): the figures below describe the machine, not the "
               "codec; run it again when the machine is idle")
+    from client.e2e import SEGMENTS
+
     print(f"  {'segment':<18}{'median':>9}{'p95':>9}{'max':>9}   ms")
     for name in SEGMENTS:
         row = run["segments_ms"][name]

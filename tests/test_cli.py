@@ -97,9 +97,14 @@ def test_the_base_install_runs_the_demo_and_names_the_missing_extras(tmp_path):
     demo = run_base_install("demo", "--out", str(out))
     assert demo.returncode == 0, demo.stderr
     assert soundfile.info(str(out)).frames > 16000
-    for command, extra in (("serve", "serve"), ("loadtest", "serve"), ("mic", "client")):
+    for command, extra in (("serve", "serve"), ("loadtest", "serve"), ("mic", "client"),
+                           ("latency", "client")):
         result = run_base_install(command)
         assert_clean_error(result, f"pip install 'hopcodec[{extra}]'")
+    algorithmic = run_base_install("latency", "--algorithmic-only", "--mode", "hop-1600", "--json")
+    assert algorithmic.returncode == 0, algorithmic.stderr
+    measured = json.loads(algorithmic.stdout)["algorithmic"]["measured"]["hop-1600"]["measured_ms"]
+    assert 5.0 < measured <= 20.0
 
 
 @pytest.fixture()
