@@ -81,6 +81,52 @@ def test_decoder_speed_is_measured_per_hop_per_file_and_for_streams_at_once(benc
     assert "## Decoder speed" in (bench_run.out_dir / "report.md").read_text()
 
 
+def test_the_report_compares_each_neural_mode_with_its_dsp_decoder_clip_by_clip(bench_run) -> None:  # noqa: ANN001
+    report = (bench_run.out_dir / "report.md").read_text()
+    section = report.split("## Clip by clip", 1)[1].split("\n## ", 1)[0]
+    neural = [n for n in bench_run.codecs if n.startswith("hopcodec-") and not n.endswith("-dsp")]
+    for name in neural:
+        assert f"| `{name}` | `{name}-dsp` |" in section, name
+    if "codec2-3200" in bench_run.codecs and "hopcodec-hop-1600" in bench_run.codecs:
+        assert "| `hopcodec-hop-1600` | `codec2-3200` |" in section
+
+
+def _rows(codec: str, other: str, metric: str, a: list[float], b: list[float]) -> list[dict]:
+    return ([{"clip": f"c{i}", "codec": codec, metric: v} for i, v in enumerate(a)]
+            + [{"clip": f"c{i}", "codec": other, metric: v} for i, v in enumerate(b)])
+
+
+def test_paired_differences_call_a_difference_within_two_standard_errors_level() -> None:
+    from hopcodec.bench.paired import paired_differences
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(2.5, 0.3, 40)
+    noise = rng.normal(0.0, 0.05, 40)
+    ahead = paired_differences(_rows("a", "b", "dnsmos_ovrl", base + 0.1 + noise, base), "a", "b",
+                               ["dnsmos_ovrl"])[0]
+    assert ahead.clips == 40 and ahead.mean == pytest.approx(0.1 + noise.mean())
+    assert ahead.standard_error == pytest.approx(noise.std(ddof=1) / np.sqrt(40))
+    assert ahead.verdict == "better"
+    tied = paired_differences(_rows("a", "b", "dnsmos_ovrl", base + noise, base), "a", "b",
+                              ["dnsmos_ovrl"])[0]
+    assert tied.verdict == "level"
+    # lower WARP-Q is better: a codec 0.1 higher on every clip is worse
+    warpq = paired_differences(_rows("a", "b", "warpq", base + 0.1 + noise, base), "a", "b",
+                               ["warpq"])[0]
+    assert warpq.verdict == "worse"
+
+
+def test_paired_differences_skip_clips_without_both_scores() -> None:
+    from hopcodec.bench.paired import paired_differences
+
+    rows = _rows("a", "b", "pesq_wb", [2.0, float("nan"), 3.0, 2.5], [1.0, 1.0, 2.0, 1.5])
+    rows.append({"clip": "only-a", "codec": "a", "pesq_wb": 4.0})
+    d = paired_differences(rows, "a", "b", ["pesq_wb"])[0]
+    assert d.clips == 3 and d.mean == pytest.approx(1.0) and d.verdict == "better"
+    one = paired_differences(rows[:1] + rows[4:5], "a", "b", ["pesq_wb"])[0]
+    assert one.clips == 1 and one.verdict == "too few clips"
+
+
 def test_reference_scores_best_on_every_metric(bench_run) -> None:  # noqa: ANN001
     for m in bench_run.metrics:
         better_high = metrics.METRICS[m].higher_is_better
