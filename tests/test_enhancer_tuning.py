@@ -58,6 +58,14 @@ def test_mel_filters_tile_the_band_and_the_loss_sees_envelope_errors(speech):
     louder = 2.0 * clean
     assert float(log_mel_loss(tilted, clean)) > 0.3  # the envelope changed
     assert float(log_mel_loss(louder, clean)) == pytest.approx(np.log(2.0), rel=0.05)
+    # asymmetric: too loud costs 1 + w times as much as too quiet by the same factor
+    quieter = clean * 0.5
+    assert float(log_mel_loss(quieter, clean)) == pytest.approx(float(log_mel_loss(louder, clean)),
+                                                              rel=0.01)
+    too_loud = float(log_mel_loss(louder, clean, excess_weight=1.0))
+    too_quiet = float(log_mel_loss(quieter, clean, excess_weight=1.0))
+    assert too_loud == pytest.approx(2.0 * too_quiet, rel=0.02)
+    assert (too_loud + too_quiet) / 2 == pytest.approx(np.log(2.0), rel=0.05)
 
 
 def test_tuning_lowers_the_mel_loss_and_leaves_the_vocoder_alone(speech):

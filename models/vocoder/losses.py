@@ -48,13 +48,23 @@ def mel_filterbank(sample_rate: int = 16000, fft_size: int = MEL_FFT,
 _MEL_FILTERS = mel_filterbank()
 
 
-def log_mel_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def log_mel_loss(output: torch.Tensor, target: torch.Tensor, excess_weight: float = 0.0
+                 ) -> torch.Tensor:
     """Mean L1 distance of the log mel spectrograms (the mel-spectrogram loss of HiFi-GAN,
-    Kong, Kim and Bae 2020): the spectral envelope weighted as the ear spaces it."""
+    Kong, Kim and Bae 2020): the spectral envelope weighted as the ear spaces it.
+
+    `excess_weight` > 0 makes it asymmetric: a bin where `output` is louder than `target`
+    counts 1 + excess_weight times one as far below it (divided by 1 + excess_weight / 2, so an
+    even mix of both costs what the plain distance does): energy the decoder adds in spectral
+    valleys and pauses, which is heard as noise, costs more than energy it leaves out."""
     window = torch.hann_window(MEL_FFT, device=output.device)
 
     def log_mel(signal: torch.Tensor) -> torch.Tensor:
         spectrum = torch.stft(signal, MEL_FFT, MEL_HOP, window=window, return_complex=True)
         return torch.log((_MEL_FILTERS.to(signal.device, signal.dtype) @ spectrum.abs()).clamp(min=1e-5))
 
-    return (log_mel(output) - log_mel(target)).abs().mean()
+    difference = log_mel(output) - log_mel(target)
+    if not excess_weight:
+        return difference.abs().mean()
+    weights = 1.0 + excess_weight * (difference > 0)
+    return (difference.abs() * weights).mean() / (1.0 + excess_weight / 2.0)

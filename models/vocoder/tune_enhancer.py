@@ -14,7 +14,9 @@ vocoder and through the LPC filter's envelope (`dsp.levinson` writes nothing in 
 Windows coded at `--distill-from` kbit/s or above are not tuned but held to the starting
 enhancer's output (knowledge distillation, Hinton, Vinyals and Dean 2015): the enhancer is told
 only the bitrate, and scalar-2400 shares 2.4 kbit/s with hop-2400, so tuning every mode on its
-speech moved the scalar mode's output to where it sounded worse.
+speech moved the scalar mode's output to where it sounded worse. `--excess-weight` makes the
+log-mel distance count energy the decoder adds (noise in valleys and pauses) more than energy
+it leaves out.
 
 1. pairs: random windows coded by the real quantizer as `train_enhancer` codes them, with their
    recorded signal, saved once in `OUT/pairs.npz`;
@@ -60,7 +62,7 @@ class SpeechThroughVocoder:
 
     def __init__(self, vocoder: HopVocoder, smoothness: float, cepstral_weight: float,
                  teacher: FeatureEnhancer | None = None, distill_from: float = float("inf"),
-                 distill_weight: float = 10.0) -> None:
+                 distill_weight: float = 10.0, excess_weight: float = 0.0) -> None:
         self.vocoder, self.lpc = vocoder.eval(), LpcFromCepstrum()
         self.teacher = teacher.eval() if teacher is not None else None
         for model in (self.vocoder, self.teacher):
@@ -70,6 +72,7 @@ class SpeechThroughVocoder:
             raise ValueError("holding windows to the starting enhancer needs a teacher")
         self.smoothness, self.cepstral_weight = smoothness, cepstral_weight
         self.distill_from, self.distill_weight = distill_from, distill_weight
+        self.excess_weight = excess_weight
 
     def tuned_windows(self, bitrate: torch.Tensor) -> torch.Tensor:
         """Which windows of a batch (bitrate (B, T, 1)) are tuned on their speech."""
@@ -91,7 +94,8 @@ class SpeechThroughVocoder:
         if tuned.any():
             speech = self.speech(enhanced[tuned], noise[tuned])
             start = HOP - DECODER_DELAY
-            mel = log_mel_loss(speech, signal[tuned, start : start + speech.shape[1]])
+            mel = log_mel_loss(speech, signal[tuned, start : start + speech.shape[1]],
+                               self.excess_weight)
             anchor = enhancer_loss(enhanced[tuned], clean[tuned], self.smoothness)
         if not tuned.all():
             held = ~tuned
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
                              "is tuned, a large value: every window is")
     parser.add_argument("--distill-weight", type=float, default=10.0,
                         help="weight of the squared distance to the starting enhancer's output")
+    parser.add_argument("--excess-weight", type=float, default=0.0,
+                        help="a mel bin of the decoded speech louder than the recording's counts "
+                             "1 + this times one as far below it (0: the plain log-mel distance)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -169,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     decoder = SpeechThroughVocoder(
         load_checkpoint(args.vocoder, args.noise_pulse_depth, args.voiced_noise_gain),
         args.smoothness, args.cepstral_weight, teacher=load_enhancer(args.enhancer),
-        distill_from=args.distill_from, distill_weight=args.distill_weight)
+        distill_from=args.distill_from, distill_weight=args.distill_weight,
+        excess_weight=args.excess_weight)
     checkpoint_path = args.out / "checkpoint.pt"
     model = load_enhancer(args.enhancer)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
