@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hopcodec.bench.metrics import METRICS
+from hopcodec.bench.ours import DSP_SUFFIX
 
 TARGET_PAIRS = (("hopcodec-hop-1600", "codec2-3200"),)
 """The quality target of the neural decoder (issue 5): 1.6 kbit/s against Codec 2 at 3.2."""
@@ -68,10 +69,24 @@ def comparison_pairs(codecs: list[str]) -> list[tuple[str, str]]:
     decoder on the same bits, where the run has both codecs."""
     present = set(codecs)
     pairs = [pair for pair in TARGET_PAIRS if set(pair) <= present]
-    pairs += [(name[: -len("-dsp")], name) for name in codecs
-              if name.startswith("hopcodec-") and name.endswith("-dsp")
-              and name[: -len("-dsp")] in present]
+    pairs += [(name.removesuffix(DSP_SUFFIX), name) for name in codecs
+              if name.startswith("hopcodec-") and name.endswith(DSP_SUFFIX)
+              and name.removesuffix(DSP_SUFFIX) in present]
     return pairs
+
+
+def clip_by_clip_section(rows: list[dict[str, Any]], codecs: list[str],
+                         metrics: list[str]) -> list[str]:
+    """The report's "Clip by clip" section (markdown lines) for the `comparison_pairs` of
+    `codecs`; empty when the run has none."""
+    pairs = comparison_pairs(codecs)
+    if not pairs:
+        return []
+    return ["## Clip by clip", "",
+            "Mean of the per-clip differences (first codec minus second) and its standard error; "
+            f"*level* where the mean is within {LEVEL_WITHIN_SE:g} standard errors of zero, "
+            "*better* or *worse* for the first codec otherwise (the metric's direction taken "
+            "into account).", "", *paired_table(rows, pairs, metrics), ""]
 
 
 def paired_table(rows: list[dict[str, Any]], pairs: list[tuple[str, str]],

@@ -15,7 +15,7 @@ import numpy as np
 
 from hopcodec.bench.audio import SR
 from hopcodec.bench.metrics import METRICS
-from hopcodec.bench.paired import LEVEL_WITHIN_SE, comparison_pairs, paired_table
+from hopcodec.bench.paired import clip_by_clip_section
 
 if TYPE_CHECKING:
     from hopcodec.bench.runner import BenchResult, CodecInfo
@@ -165,14 +165,7 @@ def _markdown(result: BenchResult, summary: list[dict[str, Any]], example: str) 
         n = rows[0]["clips"]
         lines += [f"## {title} ({n} clip{'s' if n != 1 else ''}, {rows[0]['audio_s']} s)", ""]
         lines += _table(rows, result.metrics) + [""]
-    pairs = comparison_pairs(list(result.codecs))
-    if pairs:
-        lines += ["## Clip by clip", "",
-                  "Mean of the per-clip differences (first codec minus second) and its standard "
-                  f"error; *level* where the mean is within {LEVEL_WITHIN_SE:g} standard errors of "
-                  "zero, *better* or *worse* for the first codec otherwise (the metric's direction "
-                  "taken into account).", ""]
-        lines += paired_table(result.rows, pairs, result.metrics) + [""]
+    lines += clip_by_clip_section(result.rows, list(result.codecs), result.metrics)
     if meta.get("decoder_speed"):
         from hopcodec.bench.speed import STREAMS_AT_ONCE, speed_table
 
