@@ -2,28 +2,32 @@
 
 The release codes each hop-1600 frame with one residual-VQ stage or the 12-bit joint book (a
 1-bit flag; format 7 had two stages there) and writes every field with a fixed number of bits.
-The candidate chooses 0, 1, 2 or 3 stages ('s1'..'s3') per frame by the least weighted band
-error plus lambda times its stages' bits (a Lagrangian rate-distortion choice, Shoham &
+The candidate chooses one of four tiers of codebooks per frame (`--tiers joint`, the default:
+none, 's1', the joint book 'j12', or 'j12' then 's3'; `--tiers stages`: the first 0-3 of
+'s1'..'s3', the candidate of format 7) by the least weighted band error plus lambda times its
+books' bits (a Lagrangian rate-distortion choice, Shoham &
 Gersho, "Efficient bit allocation for an arbitrary set of quantizers", IEEE Trans. ASSP 1988),
 lambda held to the mode's rate by a bucket of the coded bits that may not
 run behind (a frame spends only what earlier frames saved, as the release's reservoir), and writes
 the fields with Huffman codes fitted to real speech: the stage count, the voicing and the pitch
 change as one symbol coded in the context of the previous frame's voicing and pitch change, each
-stage's index with a code of its own (models/README.md has the measurements that led here,
+book's index with a code of its own (models/README.md has the measurements that led here,
 `models.quantizer.field_entropy`).
 
     python scripts/tiered_ab.py --set data/corpus --fit-clips 300 --codes runs/tiered_codes.npz \\
-        --split valid --max-clips 40
+        --split valid --max-clips 40 --out runs/tiered_valid40.json
 
 fits the codes on training clips (twice: the second fit codes with the first fit's lengths) or
 loads them from `--codes`, then codes each clip once with the release and once with the candidate,
-decodes both with the released decoder and prints the scores and the payload bitrates. Measured
+decodes both with the released decoder and prints the scores and the payload bitrates
+(`--out`: the per-clip scores as JSON, in the layout of `scripts/ab_decoder.py --out`). Measured
 results and the variants tried: models/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -60,10 +64,12 @@ from streaming_core.predictive import (  # noqa: E402
 from streaming_core.spectrum import log_energies_from_cepstrum  # noqa: E402
 
 MODE = "hop-1600"
-STAGE_NAMES = ("s1", "s2", "s3")
-TIERS = (0, 1, 2, 3)
-"""Residual-VQ stages of each tier (the first `n` of STAGE_NAMES)."""
-INDEX_BITS = 6
+TIER_SETS = {
+    "joint": ((), ("s1",), ("j12",), ("j12", "s3")),
+    "stages": ((), ("s1",), ("s1", "s2"), ("s1", "s2", "s3")),
+}
+"""The codebooks of each tier, by tier set (`--tiers`); a frame's 2-bit tier is coded with its
+voicing and pitch change."""
 LAMBDA = 0.02
 """Lambda of the stage choice (weighted squared log-energy error per bit) at an empty bucket."""
 BUCKET_SCALE = 12.0
@@ -130,22 +136,27 @@ class PrefixCode:
 
 @dataclass
 class TieredCodes:
-    """The candidate's Huffman codes: the frame header per context, each stage's indices."""
+    """The candidate's Huffman codes: the frame header per context, each codebook's indices,
+    for one tier set (a name of `TIER_SETS`)."""
 
     header: list[PrefixCode]
-    stages: list[PrefixCode]
+    books: dict[str, PrefixCode]
+    tiers: str
 
     def save(self, path: Path) -> None:
         """Store the code lengths."""
-        np.savez(path, header=np.stack([c.lengths for c in self.header]),
-                 stages=np.stack([c.lengths for c in self.stages]))
+        np.savez(path, header=np.stack([c.lengths for c in self.header]), tiers=self.tiers,
+                 **{f"index_{name}": code.lengths for name, code in self.books.items()})
 
     @classmethod
     def load(cls, path: Path) -> TieredCodes:
         """Codes from stored lengths."""
         stored = np.load(path)
+        if "tiers" not in stored.files:
+            raise SystemExit(f"{path}: codes of an older layout; fit them again (leave --codes out)")
         return cls([PrefixCode(row) for row in stored["header"]],
-                   [PrefixCode(row) for row in stored["stages"]])
+                   {name[len("index_"):]: PrefixCode(stored[name])
+                    for name in stored.files if name.startswith("index_")}, str(stored["tiers"]))
 
 
 @dataclass
@@ -162,32 +173,46 @@ class TieredState(PredictiveState):
 
 
 class TieredQuantizer(PredictiveQuantizer):
-    """hop-1600 with 0-3 stages per frame and Huffman-coded fields (the tiered candidate).
-    Without codes it writes fixed-width fields (to fit the codes) and counts every symbol."""
+    """hop-1600 with one of four tiers of codebooks per frame and Huffman-coded fields (the
+    tiered candidate). Without codes it writes fixed-width fields (to fit the codes) and counts
+    every symbol."""
 
-    def __init__(self, base: PredictiveQuantizer, codes: TieredCodes | None) -> None:
+    def __init__(self, base: PredictiveQuantizer, codes: TieredCodes | None,
+                 tiers: str = "joint") -> None:
         super().__init__(base.allocation, base.codebooks, base.predictor, base.threshold,
                          base.high_band_weight)
+        if codes is not None and codes.tiers != tiers:
+            raise ValueError(f"codes fitted for the tiers {codes.tiers!r}, not {tiers!r}")
         self.codes = codes
-        self.tier_books = [[self.codebooks[n] for n in STAGE_NAMES[:k]] for k in TIERS]
+        self.tiers = tiers
+        self.tier_names = TIER_SETS[tiers]
+        self.book_names = sorted({name for names in self.tier_names for name in names})
+        self.tier_books = [[self.codebooks[n] for n in names] for names in self.tier_names]
+        self.book_bits = {n: int(np.log2(len(self.codebooks[n]))) for n in self.book_names}
         self.tier_band_books = [[log_energies_from_cepstrum(b).astype(np.float32) for b in books]
                                 for books in self.tier_books]
         self.pitch_symbols = len(self.pitch_deltas) + 1  # the changes and the escape
         self.voicings = len(self.voicing)
-        self.header_symbols = len(TIERS) * self.voicings * (self.pitch_symbols + 1)
+        self.header_symbols = len(self.tier_names) * self.voicings * (self.pitch_symbols + 1)
         self.contexts = self.voicings * (self.pitch_symbols + 1)
         self.header_counts = np.zeros((self.contexts, self.header_symbols))
-        self.stage_counts = np.zeros((len(STAGE_NAMES), len(self.codebooks["s1"])))
-        self.tier_counts = np.zeros(len(TIERS))
+        self.index_counts = {n: np.zeros(len(self.codebooks[n])) for n in self.book_names}
+        self.tier_counts = np.zeros(len(self.tier_names))
         if codes is None:
             self.min_bits = 2 + self.allocation.voicing_bits
             self.max_bits = (self.min_bits + self.allocation.pitch_bits
-                             + self.allocation.onset_pitch_bits + INDEX_BITS * max(TIERS))
+                             + self.allocation.onset_pitch_bits
+                             + max(self._tier_bits(names) for names in self.tier_names))
         else:
             self.min_bits = int(min(c.lengths.min() for c in codes.header))
             self.max_bits = int(max(c.lengths.max() for c in codes.header)
                                 + self.allocation.onset_pitch_bits
-                                + sum(c.lengths.max() for c in codes.stages))
+                                + max(sum(int(codes.books[n].lengths.max()) for n in names)
+                                      for names in self.tier_names))
+
+    def _tier_bits(self, names: tuple[str, ...]) -> int:
+        """The nominal bits of a tier's indices (log2 of each book's size)."""
+        return sum(self.book_bits[n] for n in names)
 
     def new_state(self) -> TieredState:
         """State after a reset."""
@@ -205,8 +230,9 @@ class TieredQuantizer(PredictiveQuantizer):
                                                        if pitch != NO_PITCH else 0)
         return float(self.codes.header[state.context].lengths[symbol])
 
-    def _index_bits(self, stage: int, index: int) -> float:
-        return INDEX_BITS if self.codes is None else float(self.codes.stages[stage].lengths[index])
+    def _index_bits(self, book: str, index: int) -> float:
+        return (self.book_bits[book] if self.codes is None
+                else float(self.codes.books[book].lengths[index]))
 
     def encode(self, features: np.ndarray, writer: BitWriter, state: TieredState) -> np.ndarray:
         """Write one frame; return what the decoder will reconstruct."""
@@ -231,15 +257,17 @@ class TieredQuantizer(PredictiveQuantizer):
                        if books else [])
             symbol = self._header(tier, voicing, pitch)
             bits = (self._header_bits(state, symbol, pitch) + (absolute[1] if absolute else 0)
-                    + sum(self._index_bits(s, int(i)) for s, i in enumerate(indices)))
+                    + sum(self._index_bits(n, int(i))
+                         for n, i in zip(self.tier_names[tier], indices, strict=True)))
             smallest = best is None  # the fewest stages allowed is always affordable
             if not smallest and state.credit + self.allocation.target_bits - bits < BUCKET_FLOOR:
                 continue
             coded = sum((b[int(i)] for b, i in zip(band_books, indices, strict=True)),
                         np.zeros(NB_BANDS, np.float32))
-            # charged by its stages' nominal bits, not its code lengths: charged by code lengths
+            # charged by its books' nominal bits, not its code lengths: charged by code lengths
             # the choice favours what was chosen often when the codes were fitted
-            cost = float(((target - coded * scale) ** 2).sum()) + lam * INDEX_BITS * len(books)
+            cost = (float(((target - coded * scale) ** 2).sum())
+                    + lam * self._tier_bits(self.tier_names[tier]))
             if best is None or cost < best[0]:
                 best = (cost, tier, symbol, indices, bits)
         _, tier, symbol, indices, bits = best
@@ -255,12 +283,12 @@ class TieredQuantizer(PredictiveQuantizer):
             self.codes.header[state.context].write(writer, symbol)
         if absolute:
             writer.write(*absolute)
-        for stage, index in enumerate(indices):
-            self.stage_counts[stage, int(index)] += 1
+        for name, index in zip(self.tier_names[tier], indices, strict=True):
+            self.index_counts[name][int(index)] += 1
             if self.codes is None:
-                writer.write(int(index), INDEX_BITS)
+                writer.write(int(index), self.book_bits[name])
             else:
-                self.codes.stages[stage].write(writer, int(index))
+                self.codes.books[name].write(writer, int(index))
         state.context = self._pair(voicing, pitch)
         books = self.tier_books[tier]
         return self._finish(state, sum((b[int(i)] for b, i in zip(books, indices, strict=True)),
@@ -287,26 +315,29 @@ class TieredQuantizer(PredictiveQuantizer):
             log_period = min(max(log_period + float(self.pitch_deltas[pitch]), LOG_PERIOD_MIN),
                              LOG_PERIOD_MAX)
         books = self.tier_books[tier]
+        names = self.tier_names[tier]
         if self.codes is None:
-            indices = [reader.read(INDEX_BITS) for _ in books]
+            indices = [reader.read(self.book_bits[n]) for n in names]
         else:
-            indices = [self.codes.stages[s].read(reader) for s in range(len(books))]
+            indices = [self.codes.books[n].read(reader) for n in names]
         state.context = self._pair(voicing, pitch)
         return FrameCode(log_period, float(self.voicing[voicing]), books, indices)
 
     def fitted_codes(self) -> TieredCodes:
         """Codes fitted to the symbols counted so far."""
         return TieredCodes([PrefixCode.fitted(row) for row in self.header_counts],
-                           [PrefixCode.fitted(row) for row in self.stage_counts])
+                           {n: PrefixCode.fitted(c) for n, c in self.index_counts.items()},
+                           self.tiers)
 
 
-def install(codes: TieredCodes | None) -> TieredQuantizer:
-    """Make this process's hop-1600 code with the candidate (None: fixed-width fields)."""
+def install(codes: TieredCodes | None, tiers: str = "joint") -> TieredQuantizer:
+    """Make this process's hop-1600 code with the candidate (codes None: fixed-width fields;
+    otherwise the codes' own tier set)."""
     mode = get_mode(MODE)
     base = mode.quantizer
     if isinstance(base, TieredQuantizer):
         base = base.base
-    tiered = TieredQuantizer(base, codes)
+    tiered = TieredQuantizer(base, codes, codes.tiers if codes is not None else tiers)
     tiered.base = base
     object.__setattr__(mode, "quantizer", tiered)
     return tiered
@@ -319,13 +350,13 @@ def restore() -> None:
         object.__setattr__(mode, "quantizer", mode.quantizer.base)
 
 
-def fit_codes(corpus: str, clips: int) -> TieredCodes:
+def fit_codes(corpus: str, clips: int, tiers: str = "joint") -> TieredCodes:
     """Codes fitted on training clips: once with fixed-width fields, then coding with the first
     codes (the bucket counts the coded bits, so lambda, and with it the choice, follows them)."""
     signals = [load_16k(c.path) for c in find_clips(corpus, "train", clips)]
     codes = None
     for _ in range(2):
-        tiered = install(codes)
+        tiered = install(codes, tiers)
         for signal in signals:
             Hopcodec(MODE).encode(signal)
         codes = tiered.fitted_codes()
@@ -363,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", default=str(Path(__file__).resolve().parent.parent / "models"
                                                / "released" / "hopvocoder.onnx"))
     parser.add_argument("--metrics", default=ab_decoder.DEFAULT_METRICS)
+    parser.add_argument("--tiers", choices=sorted(TIER_SETS), default="joint",
+                        help="the codebooks of the four tiers (TIER_SETS)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, help="write the per-clip scores here (JSON)")
     args = parser.parse_args(argv)
 
     os.environ.update(SINGLE_THREAD_ENV)
@@ -372,9 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         metric_registry.require(name)
     if args.codes and args.codes.is_file():
         codes = TieredCodes.load(args.codes)
+        if codes.tiers != args.tiers:
+            parser.error(f"{args.codes} holds codes for --tiers {codes.tiers}, not {args.tiers}")
     else:
         print(f"fitting the codes on {args.fit_clips} training clips", file=sys.stderr)
-        codes = fit_codes(args.set, args.fit_clips)
+        codes = fit_codes(args.set, args.fit_clips, args.tiers)
         if args.codes:
             args.codes.parent.mkdir(parents=True, exist_ok=True)
             codes.save(args.codes)
@@ -383,6 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         results = ab_decoder.gather([pool.submit(score_clip, c.path, args.graph, metrics, codes)
                                      for c in clips])
     scores = np.array([[[row[m] for m in metrics] for row in rows] for rows in results])
+    if args.out:
+        names = ("release", f"tiered-{args.tiers}")
+        args.out.write_text(json.dumps({
+            "mode": MODE, "tiers": args.tiers, "metrics": metrics,
+            "clips": [c.clip_id for c in clips],
+            "scores": {name: [rows[v] for rows in results] for v, name in enumerate(names)}},
+            indent=1))
     print(f"{len(clips)} clips of split {args.split}, {MODE}")
     print(ab_decoder.table(["release", "tiered candidate"], metrics, scores))
     frames = sum(rows[0]["frames"] for rows in results)

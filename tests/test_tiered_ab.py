@@ -46,10 +46,11 @@ def test_prefix_code_round_trips_and_is_complete():
             code.read(truncated)
 
 
-def test_candidate_decoder_mirrors_its_encoder_at_the_modes_rate(speech, restored):
+@pytest.mark.parametrize("tiers", sorted(tiered_ab.TIER_SETS))
+def test_candidate_decoder_mirrors_its_encoder_at_the_modes_rate(speech, restored, tiers):
     """Codes fitted on the clip's own frames, then the clip coded with them: the decoder of the
     packets rebuilds exactly the encoder's frames, at about hop-1600's rate, using every tier."""
-    fitting = tiered_ab.install(None)
+    fitting = tiered_ab.install(None, tiers)
     encode_audio(speech, "hop-1600")
     codes = fitting.fitted_codes()
     quantizer = tiered_ab.install(codes)
@@ -62,10 +63,13 @@ def test_candidate_decoder_mirrors_its_encoder_at_the_modes_rate(speech, restore
     bits = sum(8 * len(parse_packet(p).payload) for p in packets) / len(features)
     assert 14.0 < bits < 17.0
     assert np.all(quantizer.tier_counts > 0)
+    assert quantizer.tier_names == tiered_ab.TIER_SETS[tiers]
+    with pytest.raises(ValueError, match="codes fitted for the tiers"):
+        tiered_ab.TieredQuantizer(fitting, codes, next(t for t in tiered_ab.TIER_SETS if t != tiers))
 
 
 def test_candidate_refuses_a_header_whose_pitch_contradicts_its_voicing(speech, restored):
-    fitting = tiered_ab.install(None)
+    fitting = tiered_ab.install(None, "joint")
     encode_audio(speech[:32000], "hop-1600")
     quantizer = tiered_ab.install(fitting.fitted_codes())
     unvoiced_with_pitch = quantizer._header(1, 0, 3)  # voicing index 0 is unvoiced
