@@ -119,12 +119,15 @@ class StreamDecoder:
         states = self.state.quantizer_states
         key = packet.mode.state_key
         if packet.reset:
-            return quantizer.new_state()
-        if key in states:
-            return states[key].copy()
-        if getattr(quantizer, "variable_rate", False):
+            state = quantizer.new_state()
+        elif key in states:
+            state = states[key].copy()
+        elif getattr(quantizer, "variable_rate", False):
             return None
-        return quantizer.new_state()
+        else:
+            state = quantizer.new_state()
+        quantizer.start_packet(state)
+        return state
 
     def account(self, packet: Packet) -> None:
         """Bookkeeping of a packet whose frames were dequantized and are being played."""

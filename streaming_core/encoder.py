@@ -134,6 +134,7 @@ class StreamEncoder:
         state.packet_mode = self.mode
         state.packet_first_frame = state.frame_index
         state.packet_bits = BitWriter()
+        self.mode.quantizer.start_packet(state.quantizer_state)
 
     def _emit(self) -> bytes:
         state = self.state

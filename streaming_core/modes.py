@@ -96,27 +96,41 @@ def released_predictor() -> "OnnxPredictor | None":
 def predictive_modes() -> tuple[Mode, ...]:
     """The trained ladder (empty when the released predictor is not installed)."""
     from streaming_core.predictive import LADDER, PredictiveQuantizer
+    from streaming_core.tiered import CODE_KEY, TierCodes, TieredQuantizer
 
     predictor, codebook_path = released_predictor(), RELEASED / "codebooks.npz"
     if predictor is None or not codebook_path.is_file():
         return ()
-    stored = np.load(codebook_path)
-    books = {name: stored[name] for name in stored.files if not name.startswith("threshold_")}
+    stored = dict(np.load(codebook_path))
+    books = {name: array for name, array in stored.items()
+             if not name.startswith(("threshold_", CODE_KEY.split("{")[0]))}
     missing = sorted({book for _, allocation in LADDER.values()
-                      for book in allocation.steady_stages + allocation.transient_stages} - set(books))
+                      for book in allocation.steady_stages + allocation.transient_stages
+                      + tuple(b for tier in allocation.tiers for b in tier)} - set(books))
     if missing:
         raise HopcodecError(f"{codebook_path} lacks the codebooks {', '.join(missing)} of this "
                             "build's bitstream format; re-run the quantizer commands of models/README.md")
     modes = []
     for name, (mode_id, allocation) in LADDER.items():
-        quantizer = PredictiveQuantizer(allocation, books, predictor,
-                                        float(stored[f"threshold_{name}"]))
-        description = (
-            f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
-            f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "
-            f"at onsets), residual VQ {quantizer.steady_vq_bits} bits (steady: "
-            f"{' '.join(allocation.steady_stages) or 'none'}) or {quantizer.transient_vq_bits} "
-            f"bits (transient: {' '.join(allocation.transient_stages)})")
+        if allocation.tiers:
+            codes = TierCodes.load(stored, name, sorted({b for t in allocation.tiers for b in t}))
+            quantizer: PredictiveQuantizer = TieredQuantizer(allocation, books, predictor, codes)
+            description = (
+                f"predictive, tiered: a header of tier, voicing {allocation.voicing_bits} and pitch "
+                f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "
+                f"at onsets) and the residual VQ indices of the tier ("
+                + ", ".join(" + ".join(t) or "none" for t in allocation.tiers)
+                + (") in prefix codes" if codes else
+                   ") in fixed-width fields (no prefix codes installed)"))
+        else:
+            quantizer = PredictiveQuantizer(allocation, books, predictor,
+                                            float(stored[f"threshold_{name}"]))
+            description = (
+                f"predictive: flag 1 + voicing {allocation.voicing_bits} + pitch "
+                f"{allocation.pitch_bits} bits (none when unvoiced, +{allocation.onset_pitch_bits} "
+                f"at onsets), residual VQ {quantizer.steady_vq_bits} bits (steady: "
+                f"{' '.join(allocation.steady_stages) or 'none'}) or {quantizer.transient_vq_bits} "
+                f"bits (transient: {' '.join(allocation.transient_stages)})")
         modes.append(Mode(id=mode_id, name=name, quantizer=quantizer, description=description))
     return tuple(modes)
 

@@ -12,7 +12,8 @@ error). The encoder runs the decoder's reconstruction (closed loop), so both hol
 Per frame the bits are, in order: the transient flag (1), voicing, pitch (voiced frames only),
 then one index per VQ stage of the chosen path (docs/bitstream.md). A rate controller (a bit
 reservoir) lets the encoder choose the transient path only as often as the mode's average
-bitrate allows.
+bitrate allows. hop-1600 (`Allocation.tiers`) codes its frames differently since bitstream
+format 9: `streaming_core.tiered`.
 """
 
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ class ZeroPredictor:
 
 def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
                weights: np.ndarray | None = None,
-               band_books: list[np.ndarray] | None = None) -> np.ndarray:
+               band_books: list[np.ndarray] | None = None,
+               every_stage: bool = False) -> np.ndarray | list[np.ndarray]:
     """Residual VQ: the chosen codeword indices (B, stages) of residuals (B, NB_BANDS).
 
     `beam` = 1 is the greedy search (each stage takes the codeword nearest to what the stages
@@ -151,7 +153,9 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     (the cepstral distance is the unweighted band distance: the DCT is orthonormal);
     `band_books`, the books as log band energies, spare that transform on every call. The
     quantized residual is the sum of the chosen codewords (`_reconstruct` adds them to the
-    prediction in the one order encoder and decoder share).
+    prediction in the one order encoder and decoder share). `every_stage`: a list instead, per
+    stage n the best path through the first n + 1 books (B, n + 1), what the search of those
+    books alone would choose (a tiered mode's tiers share their first books).
     """
     residual = np.asarray(residual, dtype=np.float32)
     count = len(residual)
@@ -168,6 +172,7 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
     remaining = target[:, None, :].copy()
     paths = np.zeros((count, 1, 0), dtype=np.int64)
     rows = np.arange(count)[:, None]
+    best_by_stage = []
     for stage, book in enumerate(to_search):
         candidates = remaining[:, :, None, :] - book[:, None]  # (B, P, K, D)
         # einsum: a third of the time of (candidates**2).sum(-1) at hop-1600's 4096 codewords
@@ -186,7 +191,8 @@ def rvq_encode(residual: np.ndarray, books: list[np.ndarray], beam: int = 1,
         parent, entry = np.divmod(best, book.shape[1])
         paths = np.concatenate((paths[rows, parent], entry[..., None]), axis=-1)
         remaining = candidates[rows, parent, entry]
-    return paths[:, 0]
+        best_by_stage.append(paths[:, 0])  # the kept paths are in order: the best first
+    return best_by_stage if every_stage else paths[:, 0]
 
 
 def loudness_weights(cepstra: np.ndarray, exponent: float = SEARCH_WEIGHTING) -> np.ndarray:
@@ -264,6 +270,10 @@ class Allocation:
     onset_pitch_bits: int = 5
     """Bits of an absolute pitch (after the escape code), used at voicing onsets and jumps
     the change codes cannot follow. Unvoiced frames carry no pitch bits."""
+    tiers: tuple[tuple[str, ...], ...] = ()
+    """Tiered modes (bitstream format 9, `streaming_core.tiered`): the codebook lists a frame
+    chooses among, in place of the steady and transient paths, which only the training tools
+    that code format 8's way use (`models.quantizer.train`)."""
     search_high_band_weight: float = HIGH_BAND_SEARCH_WEIGHT
     """Encoder only, no bits: the search's weight on the bands above 5 kHz (1: as the others).
     hop-800 (one stage, in transient frames only) weighs every band alike: with 0.3 it gained
@@ -285,13 +295,16 @@ class PredictiveState:
     """Encoder only: bits in the reservoir."""
     transient_share: float = 0.0
     """Encoder only: running share of transient frames (for reports)."""
+    context: int = 0
+    """Tiered modes (`streaming_core.tiered`): the previous frame's (voicing, pitch field) pair,
+    whose prefix code the next frame header is written with (0 at every packet's start)."""
 
     def copy(self) -> "PredictiveState":
         """An independent copy (a decoder decodes each packet on one; built field by field:
         `copy.deepcopy` took six times as long as `dataclasses.replace`, which took twice as long
         as this)."""
         return PredictiveState(self.predictor_state.copy(), self.previous.copy(), self.first_frame,
-                               self.credit, self.transient_share)
+                               self.credit, self.transient_share, self.context)
 
 
 @dataclass
@@ -386,6 +399,16 @@ class PredictiveQuantizer:
     def new_state(self) -> PredictiveState:
         """State after a reset."""
         return PredictiveState(predictor_state=np.zeros((1, self.predictor.hidden), np.float32))
+
+    def start_packet(self, state: PredictiveState) -> None:
+        """Before a packet's first frame: the prefix-code context starts afresh (tiered modes;
+        a receiver that lost packets still parses every frame)."""
+        state.context = 0
+
+    def search_paths(self) -> list[tuple[list[np.ndarray], tuple[str, ...]]]:
+        """Every list of codebooks a frame may be coded with, and their names."""
+        return [(self.steady_books, self.allocation.steady_stages),
+                (self.transient_books, self.allocation.transient_stages)]
 
     def _predict(self, state: PredictiveState, log_period: float, voicing: float) -> np.ndarray:
         """The cepstrum predicted for a frame whose pitch and voicing are decoded already."""
@@ -544,7 +567,8 @@ LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12)),
     "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
-                                transient_stages=(JOINT_BOOK,), target_bits=16)),
+                                transient_stages=(JOINT_BOOK,), target_bits=16,
+                                tiers=((), ("s1",), (JOINT_BOOK,), (JOINT_BOOK, "s3")))),
     "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3"), target_bits=24)),
     "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),
@@ -559,7 +583,9 @@ stages. hop-1600 codes voicing with 1 bit since format 4: on 20 validation clips
 voicing in place of the decoded one changed no metric (`scripts/ab_decoder.py --clean
 voicing`), and the freed bit, spent on transient frames, raised STOI by 0.006, ViSQOL by 0.03
 and DNSMOS by 0.06 and lowered WARP-Q by 0.045 (the same script with the allocation patched,
-decoder version 4)."""
+decoder version 4). hop-1600's `tiers` replace its two paths since format 9
+(`streaming_core.tiered`); its steady and transient stages remain for the training tools that
+code format 8's way (`models.quantizer.train`)."""
 
 CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, JOINT_BOOK: 4096}
 

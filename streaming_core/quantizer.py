@@ -51,6 +51,10 @@ class FrameQuantizer(Protocol):
     def new_state(self) -> QuantizerState:
         """Per-stream state."""
 
+    def start_packet(self, state: Any) -> None:
+        """Called by encoder and decoder before a packet's first frame (what a frame's fields
+        may depend on must not reach across packets: a receiver that lost one parses the next)."""
+
     def encode(self, features: np.ndarray, writer: BitWriter, state: Any) -> np.ndarray:
         """Write one frame's bits; return the features the decoder will reconstruct."""
 
@@ -97,6 +101,9 @@ class ScalarQuantizer:
     def new_state(self) -> ScalarQuantizerState:
         """A fresh per-stream state."""
         return ScalarQuantizerState()
+
+    def start_packet(self, state: ScalarQuantizerState) -> None:
+        """Nothing to do: every frame parses alone."""
 
     def _fields(self) -> list[tuple[int, float, float, int]]:
         """(feature index, low, high, bits) for every field, in bitstream order."""

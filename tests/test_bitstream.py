@@ -74,7 +74,8 @@ def replace(packet: bytes, offset: int, value: int) -> bytes:
         (lambda p: p[:-1], "payload truncated"),
         (lambda p: p + b"\0", "payload oversized"),
         (lambda p: p + bytes(2000), "packet oversized"),
-        (lambda p: replace(p, 0, (9 << 4) | FLAG_RESET), "unknown packet format version 9"),
+        (lambda p: replace(p, 0, ((FORMAT_VERSION + 1) << 4) | FLAG_RESET),
+         f"unknown packet format version {FORMAT_VERSION + 1}"),
         (lambda p: replace(p, 0, (FORMAT_VERSION << 4) | 0x8), "reserved flag bits"),
         (lambda p: replace(p, 1, 200), "unknown mode id 200"),
         (lambda p: replace(p, 4, 0), "frame count 0"),
@@ -106,7 +107,8 @@ def test_bad_files_are_named(packets):
     cases = {
         b"RIFF" + good[4:]: "not a hopcodec file: magic",
         good[:10]: "shorter than the",
-        good[:4] + b"\x09" + good[5:]: "unknown file format version 9",
+        good[:4] + bytes([FORMAT_VERSION + 1]) + good[5:]:
+            f"unknown file format version {FORMAT_VERSION + 1}",
         good[:FILE_HEADER.size + 1]: "truncated inside the length prefix",
         good[:-1]: "file truncated: packet",
         good[:6] + (0).to_bytes(4, "big") + good[10:]: "impossible sample rate 0",

@@ -41,8 +41,8 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
     from streaming_core.bitstream import parse_packet
     from streaming_core.codec import encode_audio
 
-    quantizer = get_mode("hop-1600").quantizer
-    frames = record_frames([speech], "hop-1600")
+    quantizer = get_mode("hop-1200").quantizer
+    frames = record_frames([speech], "hop-1200")
     assert len(frames) == -(-len(speech) // 160)  # the last hop zero-padded
     for frame in frames:
         stages = len(quantizer.transient_books if frame.transient else quantizer.steady_books)
@@ -50,7 +50,7 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
         assert (frame.pitch is None) == (quantizer.voicing[frame.voicing] < VOICED)
         assert (frame.absolute_pitch is not None) == (frame.pitch == len(quantizer.pitch_deltas))
     # the encoder writes the same frames: its packets hold the recorded bits, byte-padded
-    packets = [parse_packet(p) for p in encode_audio(speech, "hop-1600", frames_per_packet=20)]
+    packets = [parse_packet(p) for p in encode_audio(speech, "hop-1200", frames_per_packet=20)]
     sizes = [f.bits for f in frames]
     for number, packet in enumerate(packets):
         bits = sum(sizes[20 * number : 20 * number + packet.frame_count])
@@ -58,39 +58,41 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
 
 
 def test_report_rows_are_bounded_by_their_raw_bits(speech):
-    quantizer = get_mode("hop-1600").quantizer
-    frames = record_frames([speech], "hop-1600")
+    quantizer = get_mode("hop-1200").quantizer
+    frames = record_frames([speech], "hop-1200")
     rows = field_reports(frames, quantizer)
     joint = joint_header_report(frames, quantizer)
     names = [row.name for row in rows]
     assert names[:3] == ["transient flag", "voicing", "pitch code"]
-    assert {"VQ index (s1)", "VQ index (j12)"} <= set(names)  # steady and transient books apart
+    assert {"VQ index (s1)", "VQ index (s2)"} <= set(names)  # every stage apart
     bits = {row.name: row.raw_bits for row in rows}
-    assert bits["VQ index (s1)"] == 6 and bits["VQ index (j12)"] == 12
+    assert bits["VQ index (s1)"] == 6 and bits["VQ index (s2)"] == 6
     for row in [*rows, joint]:  # the raw fields are a prefix code too: no better than Huffman's
         assert 0 <= row.entropy - 1e-9 <= row.huffman <= row.raw_bits + 1e-9
         assert row.huffman < row.entropy + 1
         if row.conditional_entropy is not None:
             assert row.conditional_entropy <= row.entropy + 1e-9
     assert joint.conditional_huffman < joint.raw_bits  # the header fields are predictable
-    text = markdown(rows, joint, frames, "hop-1600")
+    text = markdown(rows, joint, frames, "hop-1200")
     assert "bits per frame as coded" in text and "one symbol" in text
 
 
-def test_scalar_modes_are_refused(speech):
+def test_scalar_and_prefix_coded_modes_are_refused(speech):
     with pytest.raises(ValueError, match="not a predictive mode"):
         record_frames([speech[:1600]], "scalar-2400")
+    with pytest.raises(ValueError, match="prefix-coded fields"):
+        record_frames([speech[:1600]], "hop-1600")
 
 
 def test_contexts_start_afresh_at_every_clip(speech):
     """A clip twice gives the same conditional figures as once: the second copy's first frame
     is counted in the coder's initial context, not after the first copy's last frame."""
-    quantizer = get_mode("hop-1600").quantizer
-    voiced = [i for i, f in enumerate(record_frames([speech], "hop-1600")) if f.pitch is not None]
+    quantizer = get_mode("hop-1200").quantizer
+    voiced = [i for i, f in enumerate(record_frames([speech], "hop-1200")) if f.pitch is not None]
     clip = speech[: 160 * (voiced[len(voiced) // 2] + 1)]  # ends inside voiced speech
-    once = record_frames([clip], "hop-1600")
+    once = record_frames([clip], "hop-1200")
     assert once[-1].voicing != 0  # so a context carried across the clips would differ
-    twice = record_frames([clip, clip], "hop-1600")
+    twice = record_frames([clip, clip], "hop-1200")
     assert [f.starts_clip for f in twice] == [f.starts_clip for f in once] * 2
     for single, double in zip(field_reports(once, quantizer), field_reports(twice, quantizer),
                               strict=True):

@@ -295,7 +295,8 @@ def test_http_encode_and_decode_equal_the_cli(server: ServerProcess) -> None:
     ("/v1/encode?mode=nonsense", b"RIFF", 422, "unknown mode"),
     ("/v1/encode", b"", 422, "empty body"),
     ("/v1/decode", b"HOPC" + bytes([FORMAT_VERSION, 1]), 422, "not a valid .hop file"),
-    ("/v1/decode", b"HOPC\x09" + bytes(13), 422, "unknown file format version"),
+    ("/v1/decode", b"HOPC" + bytes([FORMAT_VERSION + 1]) + bytes(13), 422,
+     "unknown file format version"),
     ("/v1/decode?rate=5", b"HOPC", 422, "rate"),
 ])
 def test_http_rejects_bad_uploads_clearly(server: ServerProcess, path: str, body: bytes, status: int,

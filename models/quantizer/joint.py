@@ -44,6 +44,7 @@ from models.quantizer.refine import (
     foreign_predictor,
     recording_search,
 )
+from streaming_core.constants import NB_BANDS
 from streaming_core.modes import get_mode
 from streaming_core.predictive import JOINT_BOOK, JOINT_INIT_STAGES, JOINT_MODES
 
@@ -89,14 +90,20 @@ def lloyd_step(targets: np.ndarray, weights: np.ndarray, book: np.ndarray,
 
 def joint_frames(windows: np.ndarray, desc: str) -> tuple[np.ndarray, np.ndarray]:
     """Code `windows` closed loop in the modes of `JOINT_MODES` (in turn); the band-domain
-    residuals (N, NB_BANDS) and search weights of the frames coded with the joint book."""
+    residuals (N, NB_BANDS) and search weights of the frames coded with the joint book (alone,
+    or first: in format 9's largest tier 's3' follows it, and the joint book's target is the
+    residual less the 's3' codeword)."""
     record = SearchRecord()
     with recording_search(record):
         code_windows(windows, JOINT_MODES, desc)
-    chosen = [n for n, stages in enumerate(record.stages) if stages == (JOINT_BOOK,)]
+    chosen = [n for n, stages in enumerate(record.stages) if stages[:1] == (JOINT_BOOK,)]
     if not chosen:
         raise ValueError("no frame was coded with the joint book")
-    residuals = np.stack([record.residuals[n] for n in chosen]) @ TO_BANDS
+    books = get_mode(JOINT_MODES[0]).quantizer.codebooks
+    # what the joint book had to code: the residual less the codewords of the stages after it
+    residuals = np.stack([record.residuals[n] - sum(
+        (books[s][record.indices[n][j]] for j, s in enumerate(record.stages[n]) if j > 0),
+        np.zeros(NB_BANDS)) for n in chosen]) @ TO_BANDS
     weights = np.stack([record.weights[n] for n in chosen])
     return residuals.astype(np.float32), weights.astype(np.float32)
 

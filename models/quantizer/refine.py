@@ -75,9 +75,8 @@ def recording_search(record: SearchRecord) -> Iterator[None]:
     """Within the block, every `rvq_encode` call of the predictive quantizers is recorded."""
     names = {}
     for mode in predictive_modes():
-        quantizer, allocation = mode.quantizer, mode.quantizer.allocation
-        names[tuple(map(id, quantizer.steady_books))] = tuple(allocation.steady_stages)
-        names[tuple(map(id, quantizer.transient_books))] = tuple(allocation.transient_stages)
+        for books, stages in mode.quantizer.search_paths():
+            names[tuple(map(id, books))] = tuple(stages)
     search = predictive.rvq_encode
 
     def recorded(residual, books, beam=1, weights=None, band_books=None):  # noqa: ANN001, ANN202

@@ -1,0 +1,107 @@
+"""Bitstream format 9: prefix codes and hop-1600's tiered frames (streaming_core/tiered.py),
+and the command that fits the codes (models/quantizer/tiers.py)."""
+
+import numpy as np
+import pytest
+
+from models.quantizer.tiers import count_fields, fitted_code, fitted_codes
+from streaming_core.analysis import analyze_signal
+from streaming_core.bitpack import BitReader, BitWriter
+from streaming_core.bitstream import parse_packet
+from streaming_core.codec import decode_features, encode_audio
+from streaming_core.errors import BitstreamError, HopcodecError
+from streaming_core.modes import get_mode, predictive_modes
+from streaming_core.prefix_code import PrefixCode
+from streaming_core.tiered import TieredQuantizer
+
+needs_release = pytest.mark.skipif(not predictive_modes(), reason="released predictor not installed")
+
+
+def test_fitted_prefix_code_round_trips_and_is_complete():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 1000, 64) * (rng.random(64) < 0.7)  # some symbols never seen
+    code = fitted_code(counts)
+    assert np.sum(2.0 ** -code.lengths) == pytest.approx(1.0)  # every bit string decodes
+    assert code.lengths[np.argmax(counts)] <= code.lengths[np.argmin(counts)]
+    symbols = rng.integers(0, 64, 500)
+    writer = BitWriter()
+    for symbol in symbols:
+        code.write(writer, int(symbol))
+    assert writer.bit_count == int(code.lengths[symbols].sum())
+    reader = BitReader(writer.to_bytes())
+    assert [code.read(reader) for _ in symbols] == list(symbols)
+    truncated = BitReader(writer.to_bytes()[:3])
+    with pytest.raises(BitstreamError, match="truncated"):
+        for _ in symbols:
+            code.read(truncated)
+
+
+def test_prefix_code_refuses_impossible_lengths_and_unmatched_bits():
+    with pytest.raises(HopcodecError, match="Kraft"):
+        PrefixCode(np.array([1, 1, 2]))
+    with pytest.raises(HopcodecError, match="lengths must lie"):
+        PrefixCode(np.array([0, 1]))
+    incomplete = PrefixCode(np.array([2, 2, 2]))  # '11' starts no codeword
+    with pytest.raises(BitstreamError, match="no codeword"):
+        incomplete.read(BitReader(b"\xc0"))
+
+
+@needs_release
+def test_hop_1600_is_tiered_with_the_released_codes():
+    quantizer = get_mode("hop-1600").quantizer
+    assert isinstance(quantizer, TieredQuantizer)
+    assert quantizer.codes is not None, "models/released/codebooks.npz lacks the tier codes"
+    assert quantizer.tier_names == ((), ("s1",), ("j12",), ("j12", "s3"))
+    assert quantizer.min_bits <= 3 and quantizer.max_bits > 30
+
+
+@needs_release
+def test_tiered_decoder_mirrors_its_encoder_at_the_modes_rate(speech):
+    """The released codes on a clip of an unseen speaker: the packets decode to exactly the
+    encoder's frames, at no more than hop-1600's rate, with every tier in use."""
+    mode = get_mode("hop-1600")
+    counts_before = mode.quantizer.counts.tiers.copy()
+    packets = encode_audio(speech, "hop-1600", frames_per_packet=20)
+    used = mode.quantizer.counts.tiers - counts_before
+    assert np.all(used > 0)
+    decoded, _ = decode_features(packets)
+    frames = len(analyze_signal(speech))
+    bits = sum(8 * len(parse_packet(p).payload) for p in packets) / frames
+    assert 13.0 < bits < 16.5  # payload bytes: each packet pads its last byte
+    mirror = TieredQuantizer(mode.quantizer.allocation, mode.quantizer.codebooks,
+                             mode.quantizer.predictor, mode.quantizer.codes)
+    state = mirror.new_state()
+    expected = []
+    for n, frame in enumerate(analyze_signal(speech)[:100]):
+        if n % 20 == 0:
+            mirror.start_packet(state)  # the prefix-code context starts afresh with each packet
+        expected.append(mirror.encode(frame, BitWriter(), state))
+    np.testing.assert_array_equal(decoded[:100], np.stack(expected))
+
+
+@needs_release
+def test_tiered_decoder_refuses_a_header_whose_pitch_contradicts_its_voicing():
+    quantizer = get_mode("hop-1600").quantizer
+    state = quantizer.new_state()
+    unvoiced_with_pitch = 1 * quantizer.contexts + quantizer._pair(0, 3)  # voicing 0: unvoiced
+    writer = BitWriter()
+    quantizer.codes.header[state.context].write(writer, unvoiced_with_pitch)
+    writer.write(0, 32)
+    with pytest.raises(BitstreamError, match="does not match the frame's voicing"):
+        quantizer.read_frame(BitReader(writer.to_bytes()), state)
+
+
+@needs_release
+def test_fitting_codes_on_speech_buys_larger_tiers_at_the_same_rate(speech):
+    """What `models.quantizer.tiers` does, on one clip: with codes fitted to the fixed-width
+    pass's counts the encoder holds the same rate and spends the bits saved on more frames of
+    the largest tier ('j12' + 's3')."""
+    mode = get_mode("hop-1600")
+    fixed, fixed_bits = count_fields(mode, None, [speech])
+    assert fixed.header.sum() == fixed.tiers.sum() > 300
+    coded, coded_bits = count_fields(mode, fitted_codes(fixed), [speech])
+    assert abs(coded_bits - fixed_bits) < 0.5
+    assert coded.tiers[3] > 1.2 * fixed.tiers[3]
+    quantizer = TieredQuantizer(mode.quantizer.allocation, mode.quantizer.codebooks,
+                                mode.quantizer.predictor, None)
+    assert quantizer.max_bits == 3 + 3 + 5 + 18  # tier, voicing, pitch, onset pitch, j12 + s3
