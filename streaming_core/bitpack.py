@@ -38,13 +38,23 @@ class BitReader:
 
     def read(self, bits: int) -> int:
         """Next `bits`-bit unsigned field."""
+        self.skip(bits)
+        return (self._value >> (self._total - self.position)) & ((1 << bits) - 1)
+
+    def peek(self, bits: int) -> int:
+        """The next `bits` bits without reading them, zero bits standing in past the end."""
+        available = min(bits, self.remaining)
+        value = (self._value >> (self._total - self.position - available)) & ((1 << available) - 1)
+        return value << (bits - available)
+
+    def skip(self, bits: int) -> None:
+        """Pass over `bits` bits (`BitstreamError` if fewer are left)."""
         if bits > self.remaining:
             raise BitstreamError(
                 f"payload truncated: needed {bits} more bits at bit {self.position}, "
                 f"only {self.remaining} left"
             )
         self.position += bits
-        return (self._value >> (self._total - self.position)) & ((1 << bits) - 1)
 
     def check_padding(self) -> None:
         """The unread tail must be fewer than 8 bits, all zero; otherwise the payload is forged."""

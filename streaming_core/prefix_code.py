@@ -6,7 +6,7 @@ the codewords themselves are the canonical ones (symbols in order of length, the
 numbered upwards), so encoder and decoder build the same code from the stored lengths.
 """
 
-from collections import Counter
+from bisect import bisect_right
 
 import numpy as np
 
@@ -32,18 +32,29 @@ class PrefixCode:
         self.lengths = lengths
         order = sorted(range(len(lengths)), key=lambda s: (lengths[s], s))
         self.codewords = np.zeros(len(lengths), dtype=np.int64)
-        self._first: dict[int, tuple[int, int]] = {}
-        """length -> (first codeword of that length, its rank in `_order`)"""
+        self._order = order
+        self._longest = int(lengths.max())
+        self._lengths: list[int] = []
+        """The code's lengths, shortest first; with `_limits`, `_first` and `_rank` per length."""
+        self._limits: list[int] = []
+        """Per length: its last codeword + 1, shifted left to `_longest` bits. A canonical code's
+        limits grow with the length, so the length of the codeword at the head of a bit string
+        is that of the first limit above the string's first `_longest` bits."""
+        self._first: list[int] = []
+        self._rank: list[int] = []
         code, previous = 0, int(lengths[order[0]])
         for rank, symbol in enumerate(order):
             length = int(lengths[symbol])
             code <<= length - previous
             previous = length
-            self._first.setdefault(length, (code, rank))
+            if not self._lengths or self._lengths[-1] != length:
+                self._lengths.append(length)
+                self._first.append(code)
+                self._rank.append(rank)
+                self._limits.append(0)
             self.codewords[symbol] = code
             code += 1
-        self._order = order
-        self._count = Counter(int(n) for n in lengths)
+            self._limits[-1] = code << (self._longest - length)
 
     @property
     def min_bits(self) -> int:
@@ -53,7 +64,7 @@ class PrefixCode:
     @property
     def max_bits(self) -> int:
         """Length of the longest codeword."""
-        return int(self.lengths.max())
+        return self._longest
 
     def write(self, writer: BitWriter, symbol: int) -> None:
         """Append the symbol's codeword."""
@@ -62,12 +73,11 @@ class PrefixCode:
     def read(self, reader: BitReader) -> int:
         """The next symbol; `BitstreamError` when the payload ends inside a codeword or holds a
         bit string no codeword starts (possible where the lengths' Kraft sum is below 1)."""
-        code, length = 0, 0
-        while length < self.max_bits:
-            code = (code << 1) | reader.read(1)
-            length += 1
-            if length in self._first:
-                first, rank = self._first[length]
-                if 0 <= code - first < self._count[length]:
-                    return self._order[rank + code - first]
-        raise BitstreamError("no codeword of the prefix code matches the payload")
+        head = reader.peek(self._longest)
+        which = bisect_right(self._limits, head)
+        if which == len(self._limits):
+            raise BitstreamError("no codeword of the prefix code matches the payload")
+        length = self._lengths[which]
+        reader.skip(length)  # raises when the payload ends inside the codeword
+        code = head >> (self._longest - length)
+        return self._order[self._rank[which] + code - self._first[which]]
