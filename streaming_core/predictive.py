@@ -501,15 +501,21 @@ class PredictiveQuantizer:
         books, index_bits = ((self.transient_books, self.transient_index_bits) if transient
                              else (self.steady_books, self.steady_index_bits))
         voicing = float(self.voicing[reader.read(self.allocation.voicing_bits)])
-        log_period = float(np.log(state.previous[PERIOD_INDEX]))  # unvoiced: held
-        if voicing >= VOICED:
-            pitch_index = reader.read(self.allocation.pitch_bits)
-            if pitch_index == len(self.pitch_deltas):  # escape: an absolute pitch follows
-                log_period = float(self.pitch_absolute[reader.read(self.allocation.onset_pitch_bits)])
-            else:
-                log_period = min(max(log_period + float(self.pitch_deltas[pitch_index]),
-                                     LOG_PERIOD_MIN), LOG_PERIOD_MAX)
+        pitch_code = reader.read(self.allocation.pitch_bits) if voicing >= VOICED else None
+        log_period = self._decoded_log_period(reader, state, pitch_code)
         return FrameCode(log_period, voicing, books, [reader.read(bits) for bits in index_bits])
+
+    def _decoded_log_period(self, reader: BitReader, state: PredictiveState,
+                            pitch_code: int | None) -> float:
+        """The frame's log period from its pitch code (None: unvoiced, the pitch is held); after
+        the escape code the absolute pitch is read from `reader`."""
+        log_period = float(np.log(state.previous[PERIOD_INDEX]))
+        if pitch_code is None:
+            return log_period
+        if pitch_code == len(self.pitch_deltas):  # escape: an absolute pitch follows
+            return float(self.pitch_absolute[reader.read(self.allocation.onset_pitch_bits)])
+        return min(max(log_period + float(self.pitch_deltas[pitch_code]), LOG_PERIOD_MIN),
+                   LOG_PERIOD_MAX)
 
     def finish_frame(self, state: PredictiveState, prediction: np.ndarray, code: "FrameCode"
                      ) -> np.ndarray:

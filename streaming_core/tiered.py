@@ -23,8 +23,6 @@ from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.constants import CORR_INDEX, NB_BANDS, PERIOD_INDEX
 from streaming_core.errors import BitstreamError, HopcodecError
 from streaming_core.predictive import (
-    LOG_PERIOD_MAX,
-    LOG_PERIOD_MIN,
     VOICED,
     Allocation,
     FrameCode,
@@ -95,10 +93,10 @@ class TieredQuantizer(PredictiveQuantizer):
     def __init__(self, allocation: Allocation, codebooks: dict[str, np.ndarray],
                  predictor: Predictor, codes: TierCodes | None = None,
                  high_band_weight: float | None = None) -> None:
-        super().__init__(allocation, codebooks, predictor, 0.0, high_band_weight)
         self.tier_names = allocation.tiers
         self.tier_books = [[codebooks[n] for n in names] for names in self.tier_names]
         self.tier_band_books: list[list[np.ndarray]] = []
+        super().__init__(allocation, codebooks, predictor, 0.0, high_band_weight)  # fills them
         self.book_names = sorted({n for names in self.tier_names for n in names})
         self.book_bits = {n: int(np.log2(len(codebooks[n]))) for n in self.book_names}
         self.tier_bits = [sum(self.book_bits[n] for n in names) for names in self.tier_names]
@@ -117,8 +115,10 @@ class TieredQuantizer(PredictiveQuantizer):
             for name in self.book_names:
                 if len(codes.books[name].lengths) != len(codebooks[name]):
                     raise HopcodecError(f"the index code of {name} does not match its codebook")
-        self.counts = self.new_counts()
-        self.codebooks_changed()
+        self.counts: FieldCounts | None = None
+        """Encoder only: when set (`new_counts`), the fields this quantizer writes are counted
+        in it (what `models.quantizer.tiers` fits the codes to); None in the released modes, so
+        a server's encoders do no counting."""
         fixed_header = self.fixed_tier_bits + allocation.voicing_bits
         if codes is None:
             self.min_bits = fixed_header
@@ -139,9 +139,8 @@ class TieredQuantizer(PredictiveQuantizer):
     def codebooks_changed(self) -> None:
         """Recompute the band-energy copies of the codebooks (after they change in place)."""
         super().codebooks_changed()
-        if hasattr(self, "tier_books"):
-            self.tier_band_books = [[log_energies_from_cepstrum(b).astype(np.float32)
-                                     for b in books] for books in self.tier_books]
+        self.tier_band_books = [[log_energies_from_cepstrum(b).astype(np.float32)
+                                 for b in books] for books in self.tier_books]
 
     def search_paths(self) -> list[tuple[list[np.ndarray], tuple[str, ...]]]:
         """Every list of codebooks a frame may be coded with, and their names."""
@@ -220,8 +219,11 @@ class TieredQuantizer(PredictiveQuantizer):
                                   weights, self.tier_band_books[tier])
         state.credit = min(state.credit + self.allocation.target_bits - bits, BUCKET_CAP)
         symbol = tier * self.contexts + pair
-        self.counts.tiers[tier] += 1
-        self.counts.header[state.context, symbol] += 1
+        if self.counts is not None:
+            self.counts.tiers[tier] += 1
+            self.counts.header[state.context, symbol] += 1
+            for name, index in zip(self.tier_names[tier], indices, strict=True):
+                self.counts.books[name][int(index)] += 1
         if self.codes is None:
             writer.write(tier, self.fixed_tier_bits)
             writer.write(voicing, self.allocation.voicing_bits)
@@ -232,7 +234,6 @@ class TieredQuantizer(PredictiveQuantizer):
         if absolute:
             writer.write(*absolute)
         for name, index in zip(self.tier_names[tier], indices, strict=True):
-            self.counts.books[name][int(index)] += 1
             if self.codes is None:
                 writer.write(int(index), self.book_bits[name])
             else:
@@ -258,12 +259,7 @@ class TieredQuantizer(PredictiveQuantizer):
             pitch -= 1
             if (pitch == NO_PITCH) != (self.voicing[voicing] < VOICED):
                 raise BitstreamError("pitch field does not match the frame's voicing")
-        log_period = float(np.log(state.previous[PERIOD_INDEX]))  # unvoiced: held
-        if pitch == len(self.pitch_deltas):  # escape: an absolute pitch follows
-            log_period = float(self.pitch_absolute[reader.read(self.allocation.onset_pitch_bits)])
-        elif pitch != NO_PITCH:
-            log_period = min(max(log_period + float(self.pitch_deltas[pitch]), LOG_PERIOD_MIN),
-                             LOG_PERIOD_MAX)
+        log_period = self._decoded_log_period(reader, state, None if pitch == NO_PITCH else pitch)
         names = self.tier_names[tier]
         indices = ([reader.read(self.book_bits[n]) for n in names] if self.codes is None
                    else [self.codes.books[n].read(reader) for n in names])

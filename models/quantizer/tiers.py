@@ -25,6 +25,7 @@ from hopcodec.bench.audio import load_16k
 from hopcodec.bench.clips import find_clips
 from models.quantizer.field_entropy import huffman_lengths
 from models.quantizer.refine import foreign_predictor
+from streaming_core.bitstream import PACKET_HEADER
 from streaming_core.codec import encode_audio
 from streaming_core.modes import Mode, get_mode
 from streaming_core.prefix_code import MAX_CODE_BITS, PrefixCode
@@ -59,14 +60,15 @@ def count_fields(mode: Mode, codes: TierCodes | None, signals: list[np.ndarray]
     encoder wrote and its payload bits per frame."""
     template = mode.quantizer
     quantizer = TieredQuantizer(template.allocation, template.codebooks, template.predictor, codes)
+    quantizer.counts = counts = quantizer.new_counts()
     coding = Mode(mode.id, mode.name, quantizer, mode.description)
     bits = frames = 0
     for signal in tqdm(signals, desc=f"{mode.name}, {'coded' if codes else 'fixed-width'} fields",
                        unit="clip", leave=False):
-        packets = encode_audio(signal, coding, frames_per_packet=PACKET_FRAMES)
-        bits += sum(8 * (len(p) - 5) for p in packets)  # payload after the 5-byte header
-        frames += -(-len(signal) // 160)
-    return quantizer.counts, bits / max(frames, 1)
+        for packet in encode_audio(signal, coding, frames_per_packet=PACKET_FRAMES):
+            bits += 8 * (len(packet) - PACKET_HEADER.size)  # the payload
+            frames += PACKET_HEADER.unpack_from(packet)[-1]  # the header's frame count
+    return counts, bits / max(frames, 1)
 
 
 def main(argv: list[str] | None = None) -> None:
