@@ -42,6 +42,10 @@ BUCKET_SCALE = 12.0
 """Lambda falls by a factor e for every BUCKET_SCALE bits the stream has saved."""
 BUCKET_CAP = 36.0
 """Bits the bucket may save (silence cannot bank more than this for the speech after it)."""
+RESET_CREDIT = 16.0
+"""Bits in the bucket after a reset: the stream starts with what the bucket would have saved,
+so the first frames after each resynchronisation are not starved (an encoder choice: the
+bitstream does not carry it)."""
 NO_PITCH = -1
 """The pitch field of an unvoiced frame (it carries none)."""
 CODE_KEY = "tiercode_{mode}_{part}"
@@ -129,6 +133,12 @@ class TieredQuantizer(PredictiveQuantizer):
             self.max_bits = (max(c.max_bits for c in codes.header) + allocation.onset_pitch_bits
                              + max(sum(codes.books[n].max_bits for n in names)
                                    for names in self.tier_names))
+
+    def new_state(self) -> PredictiveState:
+        """State after a reset, its bucket holding RESET_CREDIT bits."""
+        state = super().new_state()
+        state.credit = RESET_CREDIT
+        return state
 
     def new_counts(self) -> FieldCounts:
         """Empty field counts (the encoder adds to `counts` as it writes)."""

@@ -9,10 +9,11 @@ from streaming_core.analysis import analyze_signal
 from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.bitstream import parse_packet
 from streaming_core.codec import decode_features, encode_audio
+from streaming_core.encoder import RESET_INTERVAL
 from streaming_core.errors import BitstreamError, HopcodecError
 from streaming_core.modes import get_mode, predictive_modes
 from streaming_core.prefix_code import PrefixCode
-from streaming_core.tiered import TieredQuantizer
+from streaming_core.tiered import RESET_CREDIT, TieredQuantizer
 
 needs_release = pytest.mark.skipif(not predictive_modes(), reason="released predictor not installed")
 
@@ -105,3 +106,26 @@ def test_fitting_codes_on_speech_buys_larger_tiers_at_the_same_rate(speech):
     quantizer = TieredQuantizer(mode.quantizer.allocation, mode.quantizer.codebooks,
                                 mode.quantizer.predictor, None)
     assert quantizer.max_bits == 3 + 3 + 5 + 18  # tier, voicing, pitch, onset pitch, j12 + s3
+
+
+@needs_release
+def test_tiered_bucket_bounds_the_bits_of_every_reset_interval(speech):
+    """From each reset the bucket starts at RESET_CREDIT and may not run behind, so no
+    interval between resets spends more than its frames' target plus that credit; the credit
+    is spent at once (the first frames after a reset may take more than the target)."""
+    quantizer = get_mode("hop-1600").quantizer
+    target = quantizer.allocation.target_bits
+    frames = analyze_signal(speech)
+    bits = []
+    writer = BitWriter()
+    for n, frame in enumerate(frames):
+        if n % RESET_INTERVAL == 0:
+            state = quantizer.new_state()
+            assert state.credit == RESET_CREDIT
+        quantizer.start_packet(state)
+        before = writer.bit_count
+        quantizer.encode(frame, writer, state)
+        bits.append(writer.bit_count - before)
+    intervals = [bits[n:n + RESET_INTERVAL] for n in range(0, len(bits), RESET_INTERVAL)]
+    assert all(sum(i) <= len(i) * target + RESET_CREDIT for i in intervals)
+    assert max(i[0] for i in intervals) > target
