@@ -42,6 +42,7 @@ from models.quantizer.refine import (
     code_windows,
     codebooks_changed,
     foreign_predictor,
+    install_codebooks,
     recording_search,
 )
 from streaming_core.constants import NB_BANDS
@@ -138,10 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.resume:  # start from the two stages as they are now (after any refinement)
         stored[JOINT_BOOK] = pair_sums(*(stored[name] for name in JOINT_INIT_STAGES))
     args.out.mkdir(parents=True, exist_ok=True)
-    live = get_mode(JOINT_MODES[0]).quantizer.codebooks  # the arrays every mode searches
-    for name, book in live.items():
-        np.copyto(book, stored[name])
-    codebooks_changed()
+    live = install_codebooks(stored)
 
     def windows(split: str, count: int, seed: int) -> np.ndarray:
         return FeatureDataset(args.cache, split, seq_len=args.frames, copies=[0]).batch(

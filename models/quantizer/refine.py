@@ -160,6 +160,18 @@ def codebooks_changed() -> None:
         mode.quantizer.codebooks_changed()
 
 
+def install_codebooks(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copy the books of a stored `codebooks.npz` (a `--release` folder's, which need not be the
+    installed one) into the arrays every predictive mode searches; those arrays."""
+    books = predictive_modes()[0].quantizer.codebooks
+    if missing := sorted(set(books) - set(stored)):
+        raise ValueError(f"the stored codebooks lack {', '.join(missing)}")
+    for name, book in books.items():
+        np.copyto(book, stored[name])
+    codebooks_changed()
+    return books
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -179,10 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(refusal)
     args.out.mkdir(parents=True, exist_ok=True)
     stored = dict(np.load(args.release / "codebooks.npz"))
-    books = get_mode(MODES[0]).quantizer.codebooks  # the arrays every predictive mode uses
-    for stage in STAGES:
-        np.copyto(books[stage], stored[stage])
-    codebooks_changed()
+    books = install_codebooks(stored)
     train = FeatureDataset(args.cache, "train", seq_len=args.frames, copies=[0]).batch(
         np.random.default_rng(0), args.windows).features.astype(np.float32)
     valid = FeatureDataset(args.cache, "valid", seq_len=args.frames, copies=[0]).batch(

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from hopcodec.bench.audio import load_16k
 from hopcodec.bench.clips import find_clips
 from models.quantizer.field_entropy import huffman_lengths
-from models.quantizer.refine import foreign_predictor
+from models.quantizer.refine import foreign_predictor, install_codebooks
 from streaming_core.bitstream import PACKET_HEADER
 from streaming_core.codec import encode_audio
 from streaming_core.modes import Mode, get_mode
@@ -83,14 +83,15 @@ def main(argv: list[str] | None = None) -> None:
 
     if refusal := foreign_predictor(args.release):
         parser.error(refusal)
+    path = args.release / "codebooks.npz"
+    stored = dict(np.load(path))
+    install_codebooks(stored)  # code with RELEASE's books, not only the installed ones
     modes = [get_mode(name) for name in args.modes.split(",")]
     untiered = [m.name for m in modes if not isinstance(m.quantizer, TieredQuantizer)]
     if untiered:
         parser.error(f"not tiered modes: {', '.join(untiered)}")
     clips = find_clips(args.corpus, "train", args.clips)
     signals = [load_16k(c.path) for c in tqdm(clips, desc="loading clips", unit="clip", leave=False)]
-    path = args.release / "codebooks.npz"
-    stored = dict(np.load(path))
     for mode in modes:
         counts, fixed_bits = count_fields(mode, None, signals)
         first = fitted_codes(counts)
