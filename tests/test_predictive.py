@@ -351,6 +351,32 @@ def test_refine_refuses_a_release_folder_with_another_predictor(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_installed_codebooks_are_what_every_mode_codes_with(speech):
+    """`install_codebooks` (the fitting commands' `--release` books): the live modes, tiered
+    hop-1600 included, then code exactly as a quantizer built on those books; a stored file
+    missing a book is refused by name; reinstalling the released books restores the bits."""
+    pytest.importorskip("tqdm", reason="the train extra is not installed")
+    from models.quantizer.refine import install_codebooks
+    from streaming_core.tiered import TieredQuantizer
+
+    live = get_mode("hop-1600").quantizer
+    released = {name: book.copy() for name, book in live.codebooks.items()}
+    frames = analyze_signal(speech)[:200]
+    before = coded_bits(live, frames)
+    rng = np.random.default_rng(5)
+    other = {name: book + 0.3 * rng.standard_normal(book.shape).astype(book.dtype)
+             for name, book in released.items()}
+    try:
+        with pytest.raises(ValueError, match="lack j12"):
+            install_codebooks({n: b for n, b in other.items() if n != "j12"})
+        install_codebooks(other)
+        fresh = TieredQuantizer(live.allocation, other, live.predictor, live.codes)
+        assert coded_bits(live, frames) == coded_bits(fresh, frames) != before
+    finally:
+        install_codebooks(released)
+    assert coded_bits(live, frames) == before
+
+
 def test_the_search_follows_codebooks_changed_in_place(speech):
     """The weighted search keeps the codebooks as band energies too; after the books change in
     place (as `models.quantizer.refine` changes them between rounds), `codebooks_changed` makes
