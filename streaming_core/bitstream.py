@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode, mode_for_header
 
-FORMAT_VERSION = 9
-"""Format 9: hop-1600's frames choose one of four tiers of codebooks (none, 's1', 'j12', 'j12'
-then 's3') and write the tier, voicing and pitch change as one prefix-coded header symbol and
-the indices with prefix codes (`streaming_core.tiered`); every other mode as in format 8, where
-hop-1600 sent a transient flag and one 6-bit 's1' or one 12-bit 'j12' index in fixed-width
-fields."""
+FORMAT_VERSION = 10
+"""Format 10: hop-1200's frames are tiered as hop-1600's are since format 9 (the same four tiers,
+its own codes; format 9 coded hop-1200 as format 8, a transient flag and 's1' or 's1' + 's2' in
+fixed-width fields). Format 9: hop-1600's frames choose one of four tiers of codebooks
+(none, 's1', 'j12', 'j12' then 's3') and write the tier, voicing and pitch change as one
+prefix-coded header symbol and the indices with prefix codes (`streaming_core.tiered`); every
+other mode as in format 8, where hop-1600 sent a transient flag and one 6-bit 's1' or one 12-bit
+'j12' index in fixed-width fields."""
 PACKET_HEADER = struct.Struct(">BBHB")
 MAX_FRAMES_PER_PACKET = 50
 MAX_PACKET_BYTES = 1024

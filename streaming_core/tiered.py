@@ -1,5 +1,5 @@
-"""hop-1600's frames since bitstream format 9: one of four tiers of codebooks per frame, the fields
-written with prefix codes fitted to real speech.
+"""hop-1600's frames since bitstream format 9 and hop-1200's since format 10: one of the mode's
+tiers of codebooks per frame, the fields written with prefix codes fitted to real speech.
 
 Format 8 spends a 1-bit flag and 6 or 12 bits of residual VQ on every frame, and a fixed-width
 voicing and pitch change. Here each frame chooses a tier, a list of codebooks for its residual
@@ -11,7 +11,7 @@ the previous frame's (voicing, pitch change), and each codebook's index has a co
 (`streaming_core.prefix_code`; the codes are fitted by `models.quantizer.tiers` and stored in
 `codebooks.npz`). Lambda follows a bucket of the bits the stream has saved against the mode's
 rate, which may not run behind: a frame spends only what earlier frames saved. Measured in
-models/README.md ("Bitstream format 9").
+models/README.md ("Bitstream format 9", "Bitstream format 10").
 """
 
 from dataclasses import dataclass

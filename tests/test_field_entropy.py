@@ -41,8 +41,8 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
     from streaming_core.bitstream import parse_packet
     from streaming_core.codec import encode_audio
 
-    quantizer = get_mode("hop-1200").quantizer
-    frames = record_frames([speech], "hop-1200")
+    quantizer = get_mode("hop-2400").quantizer
+    frames = record_frames([speech], "hop-2400")
     assert len(frames) == -(-len(speech) // 160)  # the last hop zero-padded
     for frame in frames:
         stages = len(quantizer.transient_books if frame.transient else quantizer.steady_books)
@@ -50,7 +50,7 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
         assert (frame.pitch is None) == (quantizer.voicing[frame.voicing] < VOICED)
         assert (frame.absolute_pitch is not None) == (frame.pitch == len(quantizer.pitch_deltas))
     # the encoder writes the same frames: its packets hold the recorded bits, byte-padded
-    packets = [parse_packet(p) for p in encode_audio(speech, "hop-1200", frames_per_packet=20)]
+    packets = [parse_packet(p) for p in encode_audio(speech, "hop-2400", frames_per_packet=20)]
     sizes = [f.bits for f in frames]
     for number, packet in enumerate(packets):
         bits = sum(sizes[20 * number : 20 * number + packet.frame_count])
@@ -58,8 +58,8 @@ def test_recorded_fields_account_for_every_bit_the_frames_write(speech):
 
 
 def test_report_rows_are_bounded_by_their_raw_bits(speech):
-    quantizer = get_mode("hop-1200").quantizer
-    frames = record_frames([speech], "hop-1200")
+    quantizer = get_mode("hop-2400").quantizer
+    frames = record_frames([speech], "hop-2400")
     rows = field_reports(frames, quantizer)
     joint = joint_header_report(frames, quantizer)
     names = [row.name for row in rows]
@@ -73,7 +73,7 @@ def test_report_rows_are_bounded_by_their_raw_bits(speech):
         if row.conditional_entropy is not None:
             assert row.conditional_entropy <= row.entropy + 1e-9
     assert joint.conditional_huffman < joint.raw_bits  # the header fields are predictable
-    text = markdown(rows, joint, frames, "hop-1200")
+    text = markdown(rows, joint, frames, "hop-2400")
     assert "bits per frame as coded" in text and "one symbol" in text
 
 
@@ -87,12 +87,12 @@ def test_scalar_and_prefix_coded_modes_are_refused(speech):
 def test_contexts_start_afresh_at_every_clip(speech):
     """A clip twice gives the same conditional figures as once: the second copy's first frame
     is counted in the coder's initial context, not after the first copy's last frame."""
-    quantizer = get_mode("hop-1200").quantizer
-    voiced = [i for i, f in enumerate(record_frames([speech], "hop-1200")) if f.pitch is not None]
+    quantizer = get_mode("hop-2400").quantizer
+    voiced = [i for i, f in enumerate(record_frames([speech], "hop-2400")) if f.pitch is not None]
     clip = speech[: 160 * (voiced[len(voiced) // 2] + 1)]  # ends inside voiced speech
-    once = record_frames([clip], "hop-1200")
+    once = record_frames([clip], "hop-2400")
     assert once[-1].voicing != 0  # so a context carried across the clips would differ
-    twice = record_frames([clip, clip], "hop-1200")
+    twice = record_frames([clip, clip], "hop-2400")
     assert [f.starts_clip for f in twice] == [f.starts_clip for f in once] * 2
     for single, double in zip(field_reports(once, quantizer), field_reports(twice, quantizer),
                               strict=True):

@@ -8,10 +8,10 @@ same field where that context is small, and the average length of a Huffman code
 frames: what a format that codes the fields by their probabilities would save (models/README.md).
 
     python -m models.quantizer.field_entropy --corpus data/corpus --split valid --clips 300 \\
-        --mode hop-1200
+        --mode hop-2400
 
-(hop-1600, measured this way in format 8, writes prefix-coded fields since format 9:
-`streaming_core.tiered`, `models.quantizer.tiers`.)
+(hop-1600 and hop-1200, measured this way in formats 8 and 9, write prefix-coded fields since
+formats 9 and 10: `streaming_core.tiered`, `models.quantizer.tiers`.)
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def record_frames(signals: Iterable[np.ndarray], mode: str) -> list[FrameFields]
     if not isinstance(quantizer, PredictiveQuantizer):
         raise ValueError(f"{mode} is not a predictive mode")
     if isinstance(quantizer, TieredQuantizer):
-        raise ValueError(f"{mode} writes prefix-coded fields (bitstream format 9, "
+        raise ValueError(f"{mode} writes prefix-coded fields (bitstream formats 9 and 10, "
                          "streaming_core.tiered); this report is for the fixed-width modes")
     frames = []
 
@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="a prepared corpus folder")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--clips", type=int, default=300, help="clips, spread over the speakers")
-    parser.add_argument("--mode", default="hop-1200",
-                        help="a fixed-width predictive mode (hop-1600 is prefix-coded since format 9)")
+    parser.add_argument("--mode", default="hop-2400",
+                        help="a fixed-width predictive mode (hop-1600 and hop-1200 are prefix-coded "
+                             "since formats 9 and 10)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
