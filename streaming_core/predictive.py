@@ -567,16 +567,17 @@ with the same weighted distance (`rvq_encode` with one stage); trained by
 JOINT_INIT_STAGES = ("s1", "s2")
 """The two stages whose codeword sums are the joint book's starting point."""
 
+TIERS = ((), ("s1",), (JOINT_BOOK,), (JOINT_BOOK, "s3"))
+"""The tiers of the tiered modes (hop-1200, hop-1600): no residual, 's1', 'j12', 'j12' then 's3'."""
+
 LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-800": (10, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=(),
                                transient_stages=("s1",), target_bits=8,
                                search_high_band_weight=1.0)),
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
-                                transient_stages=("s1", "s2"), target_bits=12,
-                                tiers=((), ("s1",), (JOINT_BOOK,), (JOINT_BOOK, "s3")))),
+                                transient_stages=("s1", "s2"), target_bits=12, tiers=TIERS)),
     "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
-                                transient_stages=(JOINT_BOOK,), target_bits=16,
-                                tiers=((), ("s1",), (JOINT_BOOK,), (JOINT_BOOK, "s3")))),
+                                transient_stages=(JOINT_BOOK,), target_bits=16, tiers=TIERS)),
     "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3"), target_bits=24)),
     "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),
@@ -601,5 +602,9 @@ CODEBOOK_SIZES = {"s1": 64, "s2": 64, "s3": 64, "s4": 64, "s5": 64, JOINT_BOOK: 
 
 JOINT_MODES = tuple(name for name, (_, allocation) in LADDER.items()
                     if JOINT_BOOK in allocation.transient_stages)
-"""The modes whose transient frames use `JOINT_BOOK` (the frames it is trained on): hop-1600."""
+"""The modes whose transient frames use `JOINT_BOOK` (the frames it is trained on): hop-1600.
+hop-1200's tiers use the book too since format 10; it is not retrained on their frames."""
+
+TIERED_MODES = tuple(name for name, (_, allocation) in LADDER.items() if allocation.tiers)
+"""The modes that code with `streaming_core.tiered` (formats 9 and 10): hop-1200, hop-1600."""
 

@@ -12,6 +12,7 @@ from streaming_core.codec import decode_features, encode_audio
 from streaming_core.encoder import RESET_INTERVAL
 from streaming_core.errors import BitstreamError, HopcodecError
 from streaming_core.modes import get_mode, predictive_modes
+from streaming_core.predictive import TIERED_MODES
 from streaming_core.prefix_code import PrefixCode
 from streaming_core.tiered import RESET_CREDIT, TieredQuantizer
 
@@ -47,8 +48,13 @@ def test_prefix_code_refuses_impossible_lengths_and_unmatched_bits():
         incomplete.read(BitReader(b"\xc0"))
 
 
+def test_the_tiered_modes_are_the_two_low_modes():
+    """The tests below run over `TIERED_MODES`: they must not shrink unnoticed."""
+    assert TIERED_MODES == ("hop-1200", "hop-1600")
+
+
 @needs_release
-@pytest.mark.parametrize("name", ["hop-1600", "hop-1200"])
+@pytest.mark.parametrize("name", TIERED_MODES)
 def test_the_tiered_modes_carry_the_released_codes(name):
     quantizer = get_mode(name).quantizer
     assert isinstance(quantizer, TieredQuantizer)
@@ -58,7 +64,7 @@ def test_the_tiered_modes_carry_the_released_codes(name):
 
 
 @needs_release
-@pytest.mark.parametrize("name", ["hop-1600", "hop-1200"])
+@pytest.mark.parametrize("name", TIERED_MODES)
 def test_tiered_decoder_mirrors_its_encoder_at_the_modes_rate(speech, name):
     """The released codes on a clip of an unseen speaker: the packets decode to exactly the
     encoder's frames, at no more than the mode's rate, with every tier in use."""
@@ -112,7 +118,7 @@ def test_fitting_codes_on_speech_buys_larger_tiers_at_the_same_rate(speech):
 
 
 @needs_release
-@pytest.mark.parametrize("name", ["hop-1600", "hop-1200"])
+@pytest.mark.parametrize("name", TIERED_MODES)
 def test_tiered_bucket_bounds_the_bits_of_every_reset_interval(speech, name):
     """From each reset the bucket starts at RESET_CREDIT and may not run behind, so no
     interval between resets spends more than its frames' target plus that credit; the credit

@@ -5,8 +5,8 @@
 Codes `--clips` training clips of the corpus with each tiered mode (`Allocation.tiers` in
 `streaming_core/predictive.py`: hop-1200 and hop-1600) twice: first with fixed-width fields,
 counting every header symbol (per context: the previous frame's voicing and pitch field) and
-every codebook index; then with Huffman codes (Huffman, Proc. IRE 1952) fitted to those counts, so the
-encoder's bit bucket, and with it its choice of tiers, follows the codes' lengths; the codes
+every codebook index; then with Huffman codes (Huffman, Proc. IRE 1952) fitted to those counts,
+so the encoder's bit bucket, and with it its choice of tiers, follows the codes' lengths; the codes
 fitted to the second pass's counts are written into `RELEASE/codebooks.npz` (`tiercode_*`
 arrays, code lengths only: the codewords are canonical, `streaming_core.prefix_code`). Every
 symbol gets a code (counts smoothed by `SMOOTHING`), so every index stays codable. New codes
@@ -28,12 +28,10 @@ from models.quantizer.refine import foreign_predictor, install_codebooks
 from streaming_core.bitstream import PACKET_HEADER
 from streaming_core.codec import encode_audio
 from streaming_core.modes import Mode, get_mode
-from streaming_core.predictive import LADDER
+from streaming_core.predictive import TIERED_MODES
 from streaming_core.prefix_code import MAX_CODE_BITS, PrefixCode
 from streaming_core.tiered import FieldCounts, TierCodes, TieredQuantizer
 
-TIERED_MODES = tuple(name for name, (_, allocation) in LADDER.items() if allocation.tiers)
-"""The modes whose codes this fits by default."""
 SMOOTHING = 0.5
 """Added to every symbol's count before fitting, so symbols never seen get (long) codes."""
 PACKET_FRAMES = 20
