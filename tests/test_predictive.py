@@ -315,7 +315,8 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
             quantizer.encode(frame, BitWriter(), state)
     assert predictive.rvq_encode is search  # the search is itself again after the block
     assert len(record.residuals) == len(analyze_signal(speech))
-    assert {stages for stages in record.stages} <= {("s1", "s2"), ("s1", "s2", "s3")}
+    allocation = quantizer.allocation
+    assert set(record.stages) <= {allocation.steady_stages, allocation.transient_stages}
 
     def weighted_error(books: dict) -> float:
         total = 0.0
@@ -329,9 +330,11 @@ def test_codebook_refinement_lowers_the_weighted_error_of_the_searchs_paths(spee
     before = weighted_error(books)
     refine_stages(books, record, min_uses=3)  # one short clip: few frames per codeword
     # Each codeword moves to the weighted centroid of its frames' targets, which can only lower
-    # their error, given the paths; the stages this mode does not use stay.
-    moved = [name for name in books if not np.array_equal(books[name], quantizer.codebooks[name])]
-    assert moved[:2] == ["s1", "s2"] and set(moved) <= {"s1", "s2", "s3"}
+    # their error, given the paths; the stages this mode does not use stay
+    # (a codeword with fewer than `min_uses` frames stays, so a rarely used stage may not move)
+    used = {name for stages in record.stages for name in stages}
+    moved = {name for name in books if not np.array_equal(books[name], quantizer.codebooks[name])}
+    assert {"s1", "s2"} <= moved <= used
     assert weighted_error(books) < before
     for name, book in quantizer.codebooks.items():
         np.testing.assert_array_equal(book, released[name])
