@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from streaming_core.audio_io import from_codec_rate, load_for_codec, write_wav
-from streaming_core.bitstream import PACKET_HEADER, FileHeader, read_coded_file, write_coded_file
+from streaming_core.bitstream import (
+    PACKET_HEADER,
+    FileHeader,
+    parse_packet,
+    read_coded_file,
+    write_coded_file,
+)
 from streaming_core.codec import FILE_FRAMES_PER_PACKET, decode_packets, encode_audio
 from streaming_core.constants import HOP, SAMPLE_RATE
 from streaming_core.errors import HopcodecError
@@ -41,6 +47,8 @@ class CodingReport:
     total_bytes: int
     encode_seconds: float
     decode_seconds: float | None = None
+    narrowband_frames: int = 0
+    """Frames in packets flagged telephone-band (`streaming_core.bandwidth`)."""
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
@@ -51,6 +59,7 @@ class CodingReport:
             f"bitrate       {self.payload_bits / self.seconds:.0f} bps payload, "
             f"{8 * self.total_bytes / self.seconds:.0f} bps with packet and file headers",
             f"encode        real-time factor {self.encode_seconds / self.seconds:.4f}",
+            self._bandwidth_line(),
         ]
         if self.decode_seconds is not None:
             out.append(f"decode        real-time factor {self.decode_seconds / self.seconds:.4f}")
@@ -59,6 +68,14 @@ class CodingReport:
             f" + lookahead {budget['encoder_lookahead_ms']:.0f} + decoder {budget['decoder_delay_ms']:.0f})"
         )
         return out
+
+
+    def _bandwidth_line(self) -> str:
+        if not self.narrowband_frames:
+            return "bandwidth     wideband"
+        share = self.narrowband_frames * HOP / SAMPLE_RATE / self.seconds
+        return (f"bandwidth     telephone band (nothing above 4 kHz) in {min(share, 1.0):.0%} of the "
+                "audio: decoded low-passed at 4 kHz")
 
 
 def _choose_mode(args: argparse.Namespace) -> Mode:
@@ -81,7 +98,9 @@ def _encode_file(path: Path, mode: Mode) -> tuple[bytes, CodingReport, np.ndarra
     elapsed = time.perf_counter() - start
     coded = write_coded_file(FileHeader(mode, rate, length), packets)
     bits = 8 * sum(len(p) - PACKET_HEADER.size for p in packets)
-    report = CodingReport(mode, len(signal) / SAMPLE_RATE, bits, len(coded), elapsed)
+    narrowband = sum(p.frame_count for p in map(parse_packet, packets) if p.narrowband)
+    report = CodingReport(mode, len(signal) / SAMPLE_RATE, bits, len(coded), elapsed, None,
+                          narrowband)
     return coded, report, signal, rate
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from streaming_core.bandwidth import limit_band
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import Packet, parse_packet
 from streaming_core.decoder import StreamDecoder
@@ -101,4 +102,4 @@ def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Pac
     for (i, packet, _, trial, _), samples in zip(read, audio, strict=True):
         decoders[i].state.quantizer_states[packet.mode.state_key] = trial
         decoders[i].account(packet)
-        results[i] = samples
+        results[i] = limit_band(samples, packet.narrowband, decoders[i].state.band_limiter)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import Mode, mode_for_header
 
-FORMAT_VERSION = 10
-"""Format 10: hop-1200's frames are tiered as hop-1600's are since format 9 (the same four tiers,
+FORMAT_VERSION = 11
+"""Format 11: the packet header's flag `NARROWBAND` (telephone-band input; the frames as in
+format 10). Format 10: hop-1200's frames are tiered as hop-1600's are since format 9 (the same four tiers,
 its own codes; format 9 coded hop-1200 as format 8, a transient flag and 's1' or 's1' + 's2' in
 fixed-width fields). Format 9: hop-1600's frames choose one of four tiers of codebooks
 (none, 's1', 'j12', 'j12' then 's3') and write the tier, voicing and pitch change as one
@@ -29,7 +30,10 @@ FLAG_RESET = 0x1
 """The packet's first frame starts from a reset predictor (a receiver can join here)."""
 FLAG_END = 0x2
 """The last packet of the stream."""
-KNOWN_FLAGS = FLAG_RESET | FLAG_END
+FLAG_NARROWBAND = 0x4
+"""The input holds nothing above 4 kHz: the decoder low-passes this packet's audio
+(`streaming_core.bandwidth`)."""
+KNOWN_FLAGS = FLAG_RESET | FLAG_END | FLAG_NARROWBAND
 
 FILE_MAGIC = b"HOPC"
 FILE_HEADER = struct.Struct(">4sBBIQ")
@@ -57,6 +61,11 @@ class Packet:
     def end(self) -> bool:
         """True on the last packet of a stream."""
         return bool(self.flags & FLAG_END)
+
+    @property
+    def narrowband(self) -> bool:
+        """True when the encoder found its input band-limited to 4 kHz."""
+        return bool(self.flags & FLAG_NARROWBAND)
 
     def to_bytes(self) -> bytes:
         """Serialized packet: header then payload."""

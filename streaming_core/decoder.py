@@ -3,7 +3,8 @@
 A `StreamDecoder` owns one stream's `DecoderState`; the synthesizer it calls (DSP baseline or
 an ONNX neural decoder) is stateless and may be shared by any number of streams. Sequence
 numbers reveal lost frames, which are concealed from the quantizer's guess; late or duplicate
-packets are dropped and counted.
+packets are dropped and counted. The audio of packets flagged `NARROWBAND` (and of frames
+concealed after one) is low-passed at 4 kHz (`streaming_core.bandwidth`).
 """
 
 import copy
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from streaming_core.bandwidth import BandLimiterState, limit_band
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import SEQUENCE_MODULO, Packet, parse_packet
 from streaming_core.constants import HOP
@@ -29,6 +31,8 @@ class DecoderState:
 
     synth: Any
     """The synthesizer's per-stream state (filter memories, GRU states, ...)."""
+    band_limiter: BandLimiterState = field(default_factory=BandLimiterState)
+    """The low-pass for telephone-band streams: its memory and the last packet's flag."""
     quantizer_states: dict[object, Any] = field(default_factory=dict)
     """Per quantizer state key (see `Mode.state_key`): the dequantizer's state."""
     current_mode: Mode | None = None
@@ -80,6 +84,7 @@ class StreamDecoder:
             elif gap:
                 before = copy.copy(state)
                 before.synth = copy.deepcopy(state.synth)
+                before.band_limiter = copy.deepcopy(state.band_limiter)
                 before.quantizer_states = copy.deepcopy(state.quantizer_states)
                 concealed = self.conceal(gap)
         try:
@@ -95,6 +100,7 @@ class StreamDecoder:
         else:
             self.account(packet)
             audio = self.synthesizer.synthesize(features, state.synth, packet.mode.bitrate_bps)
+            audio = limit_band(audio, packet.narrowband, state.band_limiter)
         return np.concatenate((concealed, audio)) if len(concealed) else audio
 
     def conceal(self, frames: int) -> np.ndarray:
@@ -108,7 +114,8 @@ class StreamDecoder:
         state.frames_concealed += frames
         if state.next_frame is not None:
             state.next_frame = (state.next_frame + frames) % SEQUENCE_MODULO
-        return self.synthesizer.synthesize(guesses, state.synth, state.current_mode.bitrate_bps)
+        audio = self.synthesizer.synthesize(guesses, state.synth, state.current_mode.bitrate_bps)
+        return limit_band(audio, state.band_limiter.narrowband, state.band_limiter)
 
     def starting_state(self, packet: Packet) -> Any | None:
         """A copy of the dequantizer state the packet's first frame starts from (a fresh one

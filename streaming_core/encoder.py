@@ -1,7 +1,8 @@
 """The streaming encoder: 16 kHz audio in any chunk sizes, packets out.
 
 Audio is buffered to whole hops; each hop is analysed and quantized into the packet under
-construction; a packet is emitted every `frames_per_packet` frames. The same audio gives the
+construction; a packet is emitted every `frames_per_packet` frames, flagged `NARROWBAND` when
+the input up to its last hop is telephone-band (`streaming_core.bandwidth`). The same audio gives the
 same bytes whatever the chunking.
 """
 
@@ -11,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from streaming_core.analysis import Analyzer
+from streaming_core.bandwidth import BandwidthDetector
 from streaming_core.bitpack import BitWriter
 from streaming_core.bitstream import (
     FLAG_END,
+    FLAG_NARROWBAND,
     FLAG_RESET,
     MAX_FRAMES_PER_PACKET,
     SEQUENCE_MODULO,
@@ -63,11 +66,13 @@ class StreamEncoder:
         self.mode = mode if isinstance(mode, Mode) else get_mode(mode)
         self.frames_per_packet = frames_per_packet
         self.analyzer = Analyzer()
+        self.bandwidth = BandwidthDetector()
         self.state = EncoderState()
 
     def reset(self) -> None:
         """Start a new stream: all history is forgotten, the next packet is flagged reset."""
         self.analyzer.reset()
+        self.bandwidth.reset()
         self.state = EncoderState()
 
     def set_mode(self, mode: str | Mode) -> None:
@@ -110,6 +115,7 @@ class StreamEncoder:
     def _code_hop(self, hop: np.ndarray) -> bytes | None:
         state = self.state
         features = self.analyzer.analyze_hop(hop)
+        self.bandwidth.push_hop(hop)
         if state.packet_frames == 0:
             self._start_packet()
         state.packet_mode.quantizer.encode(features, state.packet_bits, state.quantizer_state)
@@ -138,6 +144,8 @@ class StreamEncoder:
 
     def _emit(self) -> bytes:
         state = self.state
+        if self.bandwidth.narrowband:
+            state.packet_flags |= FLAG_NARROWBAND
         packet = Packet(
             mode=state.packet_mode,
             sequence=state.packet_first_frame % SEQUENCE_MODULO,

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming_core.audio_io import load_for_codec
+from streaming_core.audio_io import from_codec_rate, load_for_codec, to_codec_rate
 
 SAMPLES = Path(__file__).resolve().parent.parent / "hopcodec" / "samples"
 CLIPS = sorted(SAMPLES.glob("*.wav"))
@@ -21,3 +21,8 @@ def speech() -> np.ndarray:
 def speech_clip(request: pytest.FixtureRequest) -> np.ndarray:
     """Each bundled clip in turn."""
     return load_for_codec(SAMPLES / request.param)[0]
+
+
+def telephone_band(signal: np.ndarray) -> np.ndarray:
+    """`signal` (16 kHz) as a telephone path leaves it: sampled at 8 kHz (soxr) and back."""
+    return to_codec_rate(from_codec_rate(signal, 8000), 8000)[: len(signal)]

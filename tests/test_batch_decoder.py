@@ -10,9 +10,9 @@ from streaming_core.decoder import StreamDecoder
 from streaming_core.errors import BitstreamError
 from streaming_core.modes import released_predictor
 from streaming_core.synthesizers import load_synthesizer
-from tests.conftest import CLIPS
+from tests.conftest import CLIPS, telephone_band
 
-MODES = ["hop-1600", "hop-800", "hop-3200", "scalar-2400", "hop-1600", "hop-2400"]
+MODES = ["hop-1600", "hop-800", "hop-3200", "scalar-2400", "hop-1600", "hop-2400", "hop-1600"]
 
 
 def _streams() -> list[list[bytes | None]]:
@@ -20,6 +20,8 @@ def _streams() -> list[list[bytes | None]]:
     streams = []
     for i, mode in enumerate(MODES):
         speech = load_for_codec(CLIPS[i % len(CLIPS)])[0]
+        if i == 6:
+            speech = telephone_band(speech)             # packets flagged NARROWBAND
         streams.append(list(encode_audio(speech, mode, frames_per_packet=2 if i == 5 else 1)))
     streams[1][30:33] = [None] * 3                      # lost: concealed before packet 33
     streams[2].insert(41, streams[2][40])               # a duplicate: dropped
@@ -63,6 +65,7 @@ def test_streams_decoded_together_equal_each_decoded_alone(synthesizer: str) -> 
     assert together[1].state.frames_concealed == 3
     assert together[2].state.packets_dropped == 1
     assert together[5].state.frames_unsynced > 0
+    assert together[6].state.band_limiter.narrowband
 
 
 def test_one_predictor_run_and_one_decoder_run_for_all_streams() -> None:

@@ -1,6 +1,7 @@
 """Packets and coded files: round trips, clear errors, and fuzzing of both parsers."""
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.bitstream import (
     FILE_HEADER,
     FLAG_END,
+    FLAG_NARROWBAND,
     FLAG_RESET,
     FORMAT_VERSION,
     PACKET_HEADER,
@@ -53,6 +55,14 @@ def test_packet_round_trip(packets):
     assert last.end and not last.reset
     sequences = [parse_packet(p).sequence for p in packets]
     assert sequences == list(range(0, 3 * len(packets), 3))
+    assert not any(parse_packet(p).narrowband for p in packets)  # wideband speech
+
+
+def test_the_narrowband_flag_round_trips(packets):
+    flagged = dataclasses.replace(parse_packet(packets[1]), flags=FLAG_NARROWBAND)
+    again = parse_packet(flagged.to_bytes())
+    assert again.narrowband and not again.reset and not again.end
+    assert again.payload == flagged.payload
 
 
 def test_file_round_trip(packets):

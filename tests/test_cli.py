@@ -69,6 +69,18 @@ def test_encode_then_decode_at_another_rate(tmp_path, capsys):
     assert rate == 8000 and abs(len(decoded) / rate - seconds) < 0.01
 
 
+def test_encode_names_telephone_band_input(tmp_path, capsys):
+    speech, rate = soundfile.read(str(DEFAULT_SAMPLE))
+    phone = tmp_path / "phone8k.wav"
+    soundfile.write(str(phone), soxr.resample(speech, rate, 8000), 8000)
+    assert main(["encode", str(DEFAULT_SAMPLE), str(tmp_path / "wide.hop")]) == 0
+    assert "bandwidth     wideband" in capsys.readouterr().out
+    assert main(["encode", str(phone), str(tmp_path / "phone.hop")]) == 0
+    share = re.search(r"telephone band \(nothing above 4 kHz\) in (\d+)% of the audio",
+                      capsys.readouterr().out)
+    assert share and 50 <= int(share.group(1)) <= 100
+
+
 def test_demo_writes_decoded_speech(tmp_path):
     out = tmp_path / "demo.wav"
     result = run_cli("demo", "--out", str(out))
