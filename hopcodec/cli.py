@@ -69,7 +69,6 @@ class CodingReport:
         )
         return out
 
-
     def _bandwidth_line(self) -> str:
         if not self.narrowband_frames:
             return "bandwidth     wideband"

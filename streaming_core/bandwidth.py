@@ -10,8 +10,9 @@ low-passes the audio of flagged packets at 4 kHz. Signalling the audio bandwidth
 is what Opus does in its table-of-contents byte (RFC 6716, section 3.1).
 
 Both halves are causal and carry their state from hop to hop: `BandwidthDetector` (one per
-encoder stream) and `BandLimiter` (one per decoder stream), which fades between the plain and
-the low-passed output over one hop when the flag changes, so a switch makes no click.
+encoder stream) and `limit_band` with a `BandLimiterState` (one per decoder stream), which fades
+between the plain and the low-passed output over one hop when the flag changes, so a switch
+makes no click.
 """
 
 from dataclasses import dataclass, field
