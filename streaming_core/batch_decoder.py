@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streaming_core.bandwidth import limit_band
 from streaming_core.bitpack import BitReader
 from streaming_core.bitstream import Packet, parse_packet
 from streaming_core.decoder import StreamDecoder
@@ -101,5 +100,4 @@ def _decode_path(decoders: Sequence[StreamDecoder], members: list[tuple[int, Pac
     # that raises (a bug; the server then decodes each message alone) leaves them as they were.
     for (i, packet, _, trial, _), samples in zip(read, audio, strict=True):
         decoders[i].state.quantizer_states[packet.mode.state_key] = trial
-        decoders[i].account(packet)
-        results[i] = limit_band(samples, packet.narrowband, decoders[i].state.band_limiter)
+        results[i] = decoders[i].play(packet, samples)

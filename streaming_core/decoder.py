@@ -98,9 +98,8 @@ class StreamDecoder:
             state.frames_unsynced += packet.frame_count
             audio = np.zeros(packet.frame_count * HOP, dtype=np.float32)
         else:
-            self.account(packet)
             audio = self.synthesizer.synthesize(features, state.synth, packet.mode.bitrate_bps)
-            audio = limit_band(audio, packet.narrowband, state.band_limiter)
+            audio = self.play(packet, audio)
         return np.concatenate((concealed, audio)) if len(concealed) else audio
 
     def conceal(self, frames: int) -> np.ndarray:
@@ -136,12 +135,14 @@ class StreamDecoder:
         quantizer.start_packet(state)
         return state
 
-    def account(self, packet: Packet) -> None:
-        """Bookkeeping of a packet whose frames were dequantized and are being played."""
+    def play(self, packet: Packet, audio: np.ndarray) -> np.ndarray:
+        """The audio synthesized from a packet's dequantized frames, as played (low-passed when
+        the packet is flagged telephone-band), with the stream's bookkeeping of that packet."""
         state = self.state
         state.next_frame = (packet.sequence + packet.frame_count) % SEQUENCE_MODULO
         state.current_mode = packet.mode
         state.frames_decoded += packet.frame_count
+        return limit_band(audio, packet.narrowband, state.band_limiter)
 
     def _dequantize(self, packet: Packet) -> np.ndarray | None:
         """Features of every frame in the packet (None: see `starting_state`); the state
