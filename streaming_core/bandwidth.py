@@ -133,15 +133,16 @@ def limit_band(audio: np.ndarray, narrowband: bool, state: BandLimiterState) -> 
         return audio
     if narrowband and not state.narrowband:
         state.memory = np.zeros_like(state.memory)
-    filtered, state.memory = sosfilt(LOWPASS_SOS, audio, zi=state.memory)
+    fade = min(HOP, len(audio))
+    # Leaving the band limit, only the hop that fades out needs the filter.
+    span = len(audio) if narrowband else fade
+    filtered, state.memory = sosfilt(LOWPASS_SOS, audio[:span], zi=state.memory)
     filtered = filtered.astype(np.float32)
     if narrowband != state.narrowband:
-        fade = min(HOP, len(audio))
         rise = np.arange(1, fade + 1, dtype=np.float32) / fade
         if narrowband:
             filtered[:fade] = rise * filtered[:fade] + (1 - rise) * audio[:fade]
         else:
-            filtered[:fade] = (1 - rise) * filtered[:fade] + rise * audio[:fade]
-            filtered[fade:] = audio[fade:]
+            filtered = np.concatenate(((1 - rise) * filtered + rise * audio[:fade], audio[fade:]))
     state.narrowband = narrowband
     return filtered
