@@ -201,7 +201,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="hopcodec", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hopcodec", description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def rate_options(p: argparse.ArgumentParser) -> None:
@@ -210,32 +210,40 @@ def build_parser() -> argparse.ArgumentParser:
                            help="highest mode at or below this payload bitrate")
         group.add_argument("--mode", metavar="NAME", help="mode by name (see `hopcodec info`)")
 
-    p = sub.add_parser("encode", help="encode a WAV/FLAC file (any rate, any channels) to .hop")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("encode", help="encode a WAV/FLAC file (any rate, any channels) to .hop",
+                       description="Encode a WAV/FLAC file (any rate, any channels) to a .hop file "
+                                   "(docs/bitstream.md), in the default mode unless told another.")
+    p.add_argument("input", help="WAV/FLAC file")
+    p.add_argument("output", help=".hop file to write")
     rate_options(p)
     p.set_defaults(handler=cmd_encode)
 
-    p = sub.add_parser("decode", help="decode a .hop file to WAV")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("decode", help="decode a .hop file to WAV",
+                       description="Decode a .hop file to WAV with the neural decoder.")
+    p.add_argument("input", help=".hop file")
+    p.add_argument("output", help="WAV file to write")
     p.add_argument("--rate", type=int, metavar="HZ", help="output rate (default: the input's)")
     p.set_defaults(handler=cmd_decode)
 
-    p = sub.add_parser("roundtrip", help="encode and decode a file, print bitrate and speed")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("roundtrip", help="encode and decode a file, print bitrate and speed",
+                       description="Encode and decode a WAV/FLAC file; print the bitrate, the "
+                                   "speed and the algorithmic latency.")
+    p.add_argument("input", help="WAV/FLAC file")
+    p.add_argument("output", help="decoded WAV file to write")
     p.add_argument("--rate", type=int, metavar="HZ", help="output rate (default: the input's)")
     rate_options(p)
     p.set_defaults(handler=cmd_roundtrip)
 
-    p = sub.add_parser("demo", help="roundtrip the bundled real speech clip")
+    p = sub.add_parser("demo", help="roundtrip the bundled real speech clip",
+                       description="Encode and decode the bundled clip of real speech "
+                                   "(hopcodec/samples/); print bitrate, speed and latency.")
     p.add_argument("--out", dest="output", default="decoded.wav", help="decoded WAV (default decoded.wav)")
     p.add_argument("--rate", type=int, metavar="HZ")
     rate_options(p)
     p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser("info", help="sample rate, hop, modes, algorithmic latency")
+    p = sub.add_parser("info", help="sample rate, hop, modes, algorithmic latency",
+                       description="The codec's sample rate, hop, modes and algorithmic latency.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_info)
 

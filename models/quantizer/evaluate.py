@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     import sys
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--clips", type=int, default=60)
     parser.add_argument("--ablation", type=Path, help="codebooks_nopred.npz from training")
