@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_encode)
 
     p = sub.add_parser("decode", help="decode a .hop file to WAV",
-                       description="Decode a .hop file to WAV with the neural decoder.")
+                       description="Decode a .hop file to WAV with the best installed decoder "
+                                   "(the neural one, as shipped).")
     p.add_argument("input", help=".hop file")
     p.add_argument("output", help="WAV file to write")
     p.add_argument("--rate", type=int, metavar="HZ", help="output rate (default: the input's)")
