@@ -54,8 +54,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `mic` and `latency` to the `hopcodec` command."""
     p = subparsers.add_parser("mic", help="live microphone loopback through the codec (local or a server)",
-                          description="Live loopback: capture the microphone, encode it, decode it "
-                                      "here or on a server, and play it back within a latency budget.")
+                              description="Live loopback: capture the microphone, encode it, decode it "
+                                          "here or on a server, and play it back within a latency budget.")
     p.add_argument("--server", metavar="URL", help="hopcodec service, e.g. ws://127.0.0.1:8000")
     p.add_argument("--local", action="store_true", help="encode and decode in this process, no server")
     p.add_argument("--mode", default=DEFAULT_MODE, metavar="NAME",
@@ -73,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_mic)
 
     p = subparsers.add_parser("latency", help="algorithmic and end-to-end latency (table, JSON, PNG)",
-                          description="Measure the algorithmic and end-to-end latency of the modes; "
-                                      "write a table, JSON and a PNG.")
+                              description="Measure the algorithmic and end-to-end latency of the modes; "
+                                          "write a table, JSON and a PNG.")
     p.add_argument("--mode", metavar="NAME", help="one mode only (default: every mode; end to end "
                    "in the best installed)")
     p.add_argument("--server", metavar="URL",

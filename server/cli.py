@@ -35,9 +35,9 @@ SETTING_FLAGS = {
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve` and `loadtest`."""
     p = subparsers.add_parser("serve", help="run the WebSocket/HTTP codec service (uvicorn)",
-                          description="Run the WebSocket/HTTP codec service with uvicorn "
-                                      "(docs/protocol.md). Most options can also be set by an "
-                                      "environment variable (HOPCODEC_...).")
+                              description="Run the WebSocket/HTTP codec service with uvicorn "
+                                          "(docs/protocol.md). Most options can also be set by an "
+                                          "environment variable (HOPCODEC_...).")
     p.add_argument("--host", default=os.environ.get(ENV_PREFIX + "HOST", "127.0.0.1"),
                    help="address to bind (default 127.0.0.1, env HOPCODEC_HOST)")
     p.add_argument("--port", type=int, default=int(os.environ.get(ENV_PREFIX + "PORT", "8000")),
@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_serve)
 
     p = subparsers.add_parser("loadtest", help="N concurrent real-time streams against a server",
-                          description="N clients stream real speech to WS /v1/decode at real-time "
-                                      "pace; report streams held, frames lost, round trip, and "
-                                      "the server's per-hop time and CPU.")
+                              description="N clients stream real speech to WS /v1/decode at real-time "
+                                          "pace; report streams held, frames lost, round trip, and "
+                                          "the server's per-hop time and CPU.")
     loadtest_arguments(p)
     p.set_defaults(handler=cmd_loadtest)
 
