@@ -11,7 +11,8 @@ This is how decoder candidates are compared before one is released (models/READM
 A variant is `NAME=PATH.onnx` (an exported HopDecoderGraph with its .json beside it) or
 `NAME=dsp` (the DSP baseline decoder). `--search-beam 1` codes with the greedy residual-VQ
 search instead of the encoder's default, `--search-weighting G` and `--high-band-weight W` with
-other search weights (encoder choices; run the script once per setting to compare them).
+other search weights, `--error-feedback K` with a tiered mode's search repeating a share K of the
+last frame's coding error (encoder choices; run the script once per setting to compare them).
 `--clean shape` (or level, pitch, voicing, comma-separated) replaces that part of the decoded
 features with the encoder's unquantized value before every variant decodes them: what coding
 that part costs.
@@ -93,11 +94,16 @@ def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[st
 
 
 def set_search(beam: int | None, weighting: float | None = None,
-               high_band_weight: float | None = None) -> None:
+               high_band_weight: float | None = None,
+               error_feedback: tuple[float, float] | None = None) -> None:
     """Make this process's predictive encoders search the residual VQ with `beam` paths, band
-    weights of exponent `weighting` and `high_band_weight` on the bands above 5 kHz (None: leave
-    the default)."""
+    weights of exponent `weighting` and `high_band_weight` on the bands above 5 kHz, and the
+    tiered ones with `error_feedback` (`Allocation.error_feedback` and `error_feedback_change`)
+    (None: leave the default)."""
+    from dataclasses import replace
+
     from streaming_core.modes import predictive_modes
+    from streaming_core.tiered import TieredQuantizer
 
     for mode in predictive_modes():
         if beam is not None:
@@ -106,6 +112,10 @@ def set_search(beam: int | None, weighting: float | None = None,
             mode.quantizer.search_weighting = weighting
         if high_band_weight is not None:
             mode.quantizer.high_band_weight = high_band_weight
+        if error_feedback is not None and isinstance(mode.quantizer, TieredQuantizer):
+            share, change = error_feedback
+            mode.quantizer.allocation = replace(mode.quantizer.allocation, error_feedback=share,
+                                                error_feedback_change=change)
 
 
 def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
@@ -168,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--high-band-weight", type=float, metavar="W",
                         help="the search's weight on the bands above 5 kHz (default: the "
                         "encoder's own, 1: as the other bands)")
+    parser.add_argument("--error-feedback", type=float, metavar="K",
+                        help="tiered modes (hop-1200, hop-1600): the share of the last frame's "
+                        "coding error the search aims to repeat (default: the mode's own)")
+    parser.add_argument("--error-feedback-change", type=float, default=0.0, metavar="D",
+                        help="with --error-feedback: the feedback falls as exp(-(d/D)^2) with the "
+                        "input's RMS cepstral change d from the last frame (default 0: it does not)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="write per-clip scores here (JSON)")
     args = parser.parse_args(argv)
@@ -184,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--search-beam must be at least 1")
     if args.high_band_weight is not None and args.high_band_weight < 0:
         parser.error("--high-band-weight must not be negative")
+    if args.error_feedback is not None and not 0 <= args.error_feedback < 1:
+        parser.error("--error-feedback must be at least 0 and below 1")
+    if args.error_feedback_change < 0:
+        parser.error("--error-feedback-change must not be negative")
+    feedback = (None if args.error_feedback is None
+                else (args.error_feedback, args.error_feedback_change))
     for name in metrics:
         metric_registry.require(name)
     clips = find_clips(args.set, args.split, args.max_clips)
@@ -191,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [path for _, path in args.graph]
     with ProcessPoolExecutor(max_workers=max(1, args.workers), initializer=set_search,
                              initargs=(args.search_beam, args.search_weighting,
-                                       args.high_band_weight)) as pool:
+                                       args.high_band_weight, feedback)) as pool:
         jobs = [pool.submit(score_clip, clip.path, args.mode, paths, metrics, clean) for clip in clips]
         results = gather(jobs)
     scores = np.array([[[row[m] for m in metrics] for row in clip_rows] for clip_rows in results])
@@ -199,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
           + (f", unquantized {', '.join(clean)}" if clean else "")
           + (f", search beam {args.search_beam}" if args.search_beam is not None else "")
           + (f", search weighting {args.search_weighting}" if args.search_weighting is not None else "")
-          + (f", high-band weight {args.high_band_weight}" if args.high_band_weight is not None else ""))
+          + (f", high-band weight {args.high_band_weight}" if args.high_band_weight is not None else "")
+          + (f", error feedback {feedback[0]} (change {feedback[1]})" if feedback else ""))
     print(table(names, metrics, scores))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "mode": args.mode, "clean": clean, "search_beam": args.search_beam,
             "search_weighting": args.search_weighting, "high_band_weight": args.high_band_weight,
+            "error_feedback": feedback,
             "variants": dict(args.graph), "metrics": metrics,
             "clips": [clip.clip_id for clip in clips],
             "scores": {name: [dict(zip(metrics, s, strict=True)) for s in scores[:, v]]

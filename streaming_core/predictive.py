@@ -281,6 +281,15 @@ class Allocation:
     nothing on 60 validation clips (WARP-Q +0.004 (0.011), DNSMOS -0.022 (0.030)), lost DNSMOS
     on the bench's test clips (-0.084 (0.037)), and a noise burst's measured onset came 1.9 ms
     later (`hopcodec latency --algorithmic-only`: 15.1 -> 17.0 ms)."""
+    error_feedback: float = 0.0
+    """Encoder only, no bits; tiered modes (`streaming_core.tiered`): the share K of the previous
+    frame's coding error the search aims to repeat, so the coded envelope's error changes
+    slowly from frame to frame (0: off, as every released mode leaves it: at hop-1600 it traded
+    WARP-Q and ViSQOL for DNSMOS, models/README.md, "The encoder's search repeats a share of the
+    last error"; `scripts/ab_decoder.py --error-feedback`)."""
+    error_feedback_change: float = 0.0
+    """Encoder only: the feedback falls as exp(-(d / this)^2) with the input's RMS cepstral change
+    d from the previous frame, so it carries only through steady frames (0: it does not fall)."""
 
 
 @dataclass
@@ -299,13 +308,20 @@ class PredictiveState:
     context: int = 0
     """Tiered modes (`streaming_core.tiered`): the previous frame's (voicing, pitch field) pair,
     whose prefix code the next frame header is written with (0 at every packet's start)."""
+    coding_error: np.ndarray | None = None
+    """Encoder only, tiered modes: the last frame's coding error, its c0..c17 minus the decoded
+    ones (None after a reset; `Allocation.error_feedback`)."""
+    previous_input: np.ndarray | None = None
+    """Encoder only, tiered modes: the last frame's c0..c17 as analysed."""
 
     def copy(self) -> "PredictiveState":
         """An independent copy (a decoder decodes each packet on one; built field by field:
         `copy.deepcopy` took six times as long as `dataclasses.replace`, which took twice as long
         as this)."""
         return PredictiveState(self.predictor_state.copy(), self.previous.copy(), self.first_frame,
-                               self.credit, self.transient_share, self.context)
+                               self.credit, self.transient_share, self.context,
+                               None if self.coding_error is None else self.coding_error.copy(),
+                               None if self.previous_input is None else self.previous_input.copy())
 
 
 @dataclass

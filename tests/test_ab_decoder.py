@@ -83,3 +83,21 @@ def test_ab_refuses_a_search_beam_below_one() -> None:
     result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}", "--search-beam", "0")
     assert result.returncode != 0
     assert "--search-beam must be at least 1" in result.stderr
+
+
+def test_ab_error_feedback_changes_hop_1600s_bits(tmp_path: Path) -> None:
+    pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
+    scores = {}
+    for share in ("0", "0.5"):
+        stdout, saved = pesq_of_one_clip(tmp_path, share, "--error-feedback", share,
+                                         "--error-feedback-change", "0.3")
+        assert f"error feedback {float(share)} (change 0.3)" in stdout
+        assert saved["error_feedback"] == [float(share), 0.3]
+        scores[share] = saved["scores"]["neural"][0]["pesq_wb"]
+    assert scores["0"] != scores["0.5"]  # the search chose other codewords
+
+
+def test_ab_refuses_an_error_feedback_of_one() -> None:
+    result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}", "--error-feedback", "1")
+    assert result.returncode != 0
+    assert "--error-feedback must be at least 0 and below 1" in result.stderr
