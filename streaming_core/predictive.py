@@ -308,11 +308,10 @@ class PredictiveState:
     context: int = 0
     """Tiered modes (`streaming_core.tiered`): the previous frame's (voicing, pitch field) pair,
     whose prefix code the next frame header is written with (0 at every packet's start)."""
-    coding_error: np.ndarray | None = None
-    """Encoder only, tiered modes: the last frame's coding error, its c0..c17 minus the decoded
-    ones (None after a reset; `Allocation.error_feedback`)."""
     previous_input: np.ndarray | None = None
-    """Encoder only, tiered modes: the last frame's c0..c17 as analysed."""
+    """Encoder only, tiered modes with `Allocation.error_feedback`: the last frame's c0..c17 as
+    analysed (None after a reset, and in every mode without the feedback); less `previous`,
+    that frame's coding error."""
 
     def copy(self) -> "PredictiveState":
         """An independent copy (a decoder decodes each packet on one; built field by field:
@@ -320,7 +319,6 @@ class PredictiveState:
         as this)."""
         return PredictiveState(self.predictor_state.copy(), self.previous.copy(), self.first_frame,
                                self.credit, self.transient_share, self.context,
-                               None if self.coding_error is None else self.coding_error.copy(),
                                None if self.previous_input is None else self.previous_input.copy())
 
 

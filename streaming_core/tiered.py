@@ -198,7 +198,8 @@ class TieredQuantizer(PredictiveQuantizer):
         feedback = self._feedback_share(features, state)
         residual = features[:NB_BANDS] - prediction
         if feedback:  # aim at the residual less a share of the last frame's error (see below)
-            residual = (residual - feedback * state.coding_error).astype(np.float32)
+            last_error = state.previous_input - state.previous[:NB_BANDS]
+            residual = (residual - feedback * last_error).astype(np.float32)
         weights = search_weights(features[None, :NB_BANDS], self.search_weighting,
                                  self.high_band_weight)
         scale = np.sqrt(weights[0])
@@ -254,11 +255,10 @@ class TieredQuantizer(PredictiveQuantizer):
                 self.codes.books[name].write(writer, int(index))
         state.context = pair
         books = self.tier_books[tier]
-        decoded = self._finish(state, _reconstruct(prediction, books, indices), log_period,
-                               float(self.voicing[voicing]))
-        state.coding_error = (features[:NB_BANDS] - decoded[:NB_BANDS]).astype(np.float32)
-        state.previous_input = np.array(features[:NB_BANDS], dtype=np.float32)
-        return decoded
+        if self.allocation.error_feedback:  # its error is this less `state.previous`
+            state.previous_input = np.array(features[:NB_BANDS], dtype=np.float32)
+        return self._finish(state, _reconstruct(prediction, books, indices), log_period,
+                            float(self.voicing[voicing]))
 
     def _feedback_share(self, features: np.ndarray, state: PredictiveState) -> float:
         """K of this frame (`Allocation.error_feedback`), 0 after a reset.
@@ -275,7 +275,7 @@ class TieredQuantizer(PredictiveQuantizer):
         signals and subjective error criteria", IEEE Trans. ASSP 1979).
         """
         share = self.allocation.error_feedback
-        if not share or state.coding_error is None or state.previous_input is None:
+        if not share or state.previous_input is None:
             return 0.0
         steadiness = self.allocation.error_feedback_change
         if steadiness:

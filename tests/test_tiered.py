@@ -11,6 +11,7 @@ from streaming_core.analysis import analyze_signal
 from streaming_core.bitpack import BitReader, BitWriter
 from streaming_core.bitstream import parse_packet
 from streaming_core.codec import decode_features, encode_audio
+from streaming_core.constants import NB_BANDS
 from streaming_core.encoder import RESET_INTERVAL
 from streaming_core.errors import BitstreamError, HopcodecError
 from streaming_core.modes import get_mode, predictive_modes
@@ -163,8 +164,8 @@ def test_error_feedback_makes_hop_1600s_coding_error_change_slowly(speech):
         for frame in frames:
             quantizer.start_packet(state)
             decoded.append(quantizer.encode(frame, writer, state))
-        error = (frames - np.stack(decoded))[:, :18]
-        change = np.sqrt(np.mean(np.diff(frames[:, :18], axis=0) ** 2, axis=1))
+        error = (frames - np.stack(decoded))[:, :NB_BANDS]
+        change = np.sqrt(np.mean(np.diff(frames[:, :NB_BANDS], axis=0) ** 2, axis=1))
         steady = change < allocation.error_feedback_change  # where the feedback acts
         assert steady.sum() > 50
         roughness = float(np.mean(np.diff(error, axis=0)[steady] ** 2)
