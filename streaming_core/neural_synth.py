@@ -55,7 +55,7 @@ HELD_ENVELOPE = EnvelopeScheme(((HOP, 1.0),))
 """Each hop's envelope held for the whole hop (decoder versions up to 11)."""
 
 EASED_ENVELOPE = EnvelopeScheme(((40, 0.75), (120, 1.0)), max_rise_db=1.0)
-"""The release (decoder version 12): in a hop whose level falls or rises by less than 1 dB, the
+"""The release (since decoder version 12): in a hop whose level falls or rises by less than 1 dB, the
 first 40 samples (2.5 ms) take the envelope three quarters of the way from the previous hop's to
 this one's (the whole cepstrum, shape and level); a hop whose level rises more (an onset) holds
 its own. The step from one hop's envelope to the next is where the formants jump by the frame's

@@ -284,9 +284,10 @@ class Allocation:
     error_feedback: float = 0.0
     """Encoder only, no bits; tiered modes (`streaming_core.tiered`): the share K of the previous
     frame's coding error the search aims to repeat, so the coded envelope's error changes
-    slowly from frame to frame (0: off, as every released mode leaves it: at hop-1600 it traded
-    WARP-Q and ViSQOL for DNSMOS, models/README.md, "The encoder's search repeats a share of the
-    last error"; `scripts/ab_decoder.py --error-feedback`)."""
+    slowly from frame to frame (0: off). hop-1600 uses 0.5 with `error_feedback_change` 0.3 since
+    decoder version 13, whose enhancer was tuned on frames coded so: DNSMOS gained for some
+    WARP-Q and ViSQOL (models/README.md, "The encoder's search repeats a share of the last
+    error"; `scripts/ab_decoder.py --error-feedback`)."""
     error_feedback_change: float = 0.0
     """Encoder only: the feedback falls as exp(-(d / this)^2) with the input's RMS cepstral change
     d from the previous frame, so it carries only through steady frames (0: it does not fall)."""
@@ -591,7 +592,8 @@ LADDER: dict[str, tuple[int, Allocation]] = {
     "hop-1200": (11, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
                                 transient_stages=("s1", "s2"), target_bits=12, tiers=TIERS)),
     "hop-1600": (12, Allocation(pitch_bits=3, voicing_bits=1, steady_stages=("s1",),
-                                transient_stages=(JOINT_BOOK,), target_bits=16, tiers=TIERS)),
+                                transient_stages=(JOINT_BOOK,), target_bits=16, tiers=TIERS,
+                                error_feedback=0.5, error_feedback_change=0.3)),
     "hop-2400": (13, Allocation(pitch_bits=4, voicing_bits=2, steady_stages=("s1", "s2"),
                                 transient_stages=("s1", "s2", "s3"), target_bits=24)),
     "hop-3200": (14, Allocation(pitch_bits=5, voicing_bits=2, steady_stages=("s1", "s2"),

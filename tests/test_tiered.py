@@ -147,8 +147,8 @@ def test_tiered_bucket_bounds_the_bits_of_every_reset_interval(speech, name):
 @needs_release
 def test_error_feedback_makes_hop_1600s_coding_error_change_slowly(speech):
     """hop-1600's search set to repeat half the last frame's error in steady frames
-    (`Allocation.error_feedback`, an encoder option the released modes leave at 0; measured in
-    models/README.md): on real speech the coded envelope's error then changes less
+    (`Allocation.error_feedback`, an encoder option hop-1600 uses since decoder version 13;
+    measured in models/README.md): on real speech the coded envelope's error then changes less
     from frame to frame, relative to its size, than the nearest-codeword search leaves it (the
     decoder knows nothing of it: `test_tiered_decoder_mirrors_its_encoder_at_the_modes_rate`), at
     the same rate, in the steady frames where it acts."""
