@@ -93,13 +93,18 @@ def _decode_with_clean_parts(x: np.ndarray, packets: list[bytes], paths: list[st
     return outputs
 
 
+def _or_own(value: float | None) -> str:
+    """A search setting as printed: the value, or the mode's own where None."""
+    return "the mode's own" if value is None else str(value)
+
+
 def set_search(beam: int | None, weighting: float | None = None,
                high_band_weight: float | None = None,
-               error_feedback: tuple[float, float] | None = None) -> None:
+               error_feedback: tuple[float, float | None] | None = None) -> None:
     """Make this process's predictive encoders search the residual VQ with `beam` paths, band
     weights of exponent `weighting` and `high_band_weight` on the bands above 5 kHz, and the
-    tiered ones with `error_feedback` (`Allocation.error_feedback` and `error_feedback_change`)
-    (None: leave the default)."""
+    tiered ones with `error_feedback` (`Allocation.error_feedback` and `error_feedback_change`,
+    the latter None: the mode's own) (None: leave the default)."""
     from dataclasses import replace
 
     from streaming_core.modes import predictive_modes
@@ -114,8 +119,10 @@ def set_search(beam: int | None, weighting: float | None = None,
             mode.quantizer.high_band_weight = high_band_weight
         if error_feedback is not None and isinstance(mode.quantizer, TieredQuantizer):
             share, change = error_feedback
-            mode.quantizer.allocation = replace(mode.quantizer.allocation, error_feedback=share,
-                                                error_feedback_change=change)
+            allocation = mode.quantizer.allocation
+            mode.quantizer.allocation = replace(
+                allocation, error_feedback=share,
+                error_feedback_change=allocation.error_feedback_change if change is None else change)
 
 
 def score_clip(path: Path, mode: str, paths: list[str], metrics: list[str],
@@ -181,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-feedback", type=float, metavar="K",
                         help="tiered modes (hop-1200, hop-1600): the share of the last frame's "
                         "coding error the search aims to repeat (default: the mode's own)")
-    parser.add_argument("--error-feedback-change", type=float, default=0.0, metavar="D",
+    parser.add_argument("--error-feedback-change", type=float, metavar="D",
                         help="with --error-feedback: the feedback falls as exp(-(d/D)^2) with the "
-                        "input's RMS cepstral change d from the last frame (default 0: it does not)")
+                        "input's RMS cepstral change d from the last frame (0: it does not fall; "
+                        "default: the mode's own, 0.3 at hop-1600)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, help="write per-clip scores here (JSON)")
     args = parser.parse_args(argv)
@@ -202,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--high-band-weight must not be negative")
     if args.error_feedback is not None and not 0 <= args.error_feedback < 1:
         parser.error("--error-feedback must be at least 0 and below 1")
-    if args.error_feedback_change < 0:
+    if args.error_feedback_change is not None and args.error_feedback_change < 0:
         parser.error("--error-feedback-change must not be negative")
+    if args.error_feedback_change is not None and args.error_feedback is None:
+        parser.error("--error-feedback-change needs --error-feedback")
     feedback = (None if args.error_feedback is None
                 else (args.error_feedback, args.error_feedback_change))
     for name in metrics:
@@ -222,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", search beam {args.search_beam}" if args.search_beam is not None else "")
           + (f", search weighting {args.search_weighting}" if args.search_weighting is not None else "")
           + (f", high-band weight {args.high_band_weight}" if args.high_band_weight is not None else "")
-          + (f", error feedback {feedback[0]} (change {feedback[1]})" if feedback else ""))
+          + (f", error feedback {feedback[0]} (change {_or_own(feedback[1])})" if feedback else ""))
     print(table(names, metrics, scores))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,29 @@ def test_ab_error_feedback_changes_hop_1600s_bits(tmp_path: Path) -> None:
     assert scores["0"] != scores["0.5"]  # the search chose other codewords
 
 
+def test_ab_error_feedback_alone_keeps_the_modes_change(tmp_path: Path) -> None:
+    """hop-1600 codes with K = 0.5 and D = 0.3: `--error-feedback 0.5` alone (D left to the
+    mode) codes as the release does, and D = 0 (no gate) codes otherwise."""
+    pytest.importorskip("pesq", reason="the bench extra (pesq) is not installed")
+    _, released = pesq_of_one_clip(tmp_path, "released")
+    stdout, own = pesq_of_one_clip(tmp_path, "own", "--error-feedback", "0.5")
+    assert "error feedback 0.5 (change the mode's own)" in stdout
+    _, ungated = pesq_of_one_clip(tmp_path, "ungated", "--error-feedback", "0.5",
+                                  "--error-feedback-change", "0")
+    score = {name: saved["scores"]["neural"][0]["pesq_wb"]
+             for name, saved in (("released", released), ("own", own), ("ungated", ungated))}
+    assert score["own"] == score["released"]
+    assert score["ungated"] != score["released"]
+
+
 def test_ab_refuses_an_error_feedback_of_one() -> None:
     result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}", "--error-feedback", "1")
     assert result.returncode != 0
     assert "--error-feedback must be at least 0 and below 1" in result.stderr
+
+
+def test_ab_refuses_an_error_feedback_change_alone() -> None:
+    result = run_ab("--set", "hopcodec/samples", "--graph", f"neural={GRAPH}",
+                    "--error-feedback-change", "0.3")
+    assert result.returncode != 0
+    assert "--error-feedback-change needs --error-feedback" in result.stderr
