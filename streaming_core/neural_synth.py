@@ -2,8 +2,9 @@
 
 The graph (`models.vocoder.model.HopDecoderGraph`) takes T hops of decoded features: a causal
 GRU (the feature enhancer) estimates the clean spectral shape, and the vocoder's GRU shapes the
-excitation; the LPC synthesis and de-emphasis filters follow here (each hop's envelope, eased
-in from the previous hop's except at onsets: `ENVELOPE_SUBFRAMES`). A live stream calls it once
+excitation; the background postfilter (`streaming_core.background`: bands at their recent
+floor lowered), the LPC synthesis and de-emphasis filters follow here (each hop's envelope,
+eased in from the previous hop's except at onsets: `ENVELOPE_SUBFRAMES`). A live stream calls it once
 per 10 ms hop; a packet of several frames goes through in one call, which is the same
 computation with less overhead. One `onnxruntime.InferenceSession` (one thread) is shared by
 every stream; a stream is a `NeuralSynthState`: the states the graph takes and returns, the
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from streaming_core.background import BackgroundState, applies_at, lower_background
 from streaming_core.constants import HOP, NB_BANDS, NB_FEATURES
 from streaming_core.dsp_synth import DECODER_DELAY
 from streaming_core.errors import HopcodecError
@@ -126,6 +128,8 @@ class NeuralSynthState:
     previous_cepstrum: np.ndarray | None = None
     """(NB_BANDS,) float64: the LPC envelope of the last hop, which the next hop's envelope
     starts from (`ENVELOPE_SUBFRAMES`); None before the first hop."""
+    background: BackgroundState = field(default_factory=BackgroundState)
+    """The background postfilter's band floors and absences (`streaming_core.background`)."""
 
 
 class NeuralSynthesizer:
@@ -191,7 +195,8 @@ class NeuralSynthesizer:
         features = np.asarray(features, dtype=np.float32).reshape(-1, NB_FEATURES)
         if not len(features):
             return np.empty(0, dtype=np.float32)
-        return _filtered(*self.run_graph(features, state, bitrate_bps), state)
+        return _filtered(*self.run_graph(features, state, bitrate_bps), state,
+                         applies_at(bitrate_bps))
 
     def synthesize_together(self, items: list[tuple[np.ndarray, NeuralSynthState, float | None]]
                             ) -> list[np.ndarray]:
@@ -205,8 +210,9 @@ class NeuralSynthesizer:
                  for features, state, kbps in items]
         stacked = self.batcher.run({name: np.concatenate([feed[name] for feed in feeds])
                                     for name in feeds[0]})
-        return [_filtered(*self._advance(state, [output[i : i + 1] for output in stacked]), state)
-                for i, (_, state, _) in enumerate(items)]
+        return [_filtered(*self._advance(state, [output[i : i + 1] for output in stacked]), state,
+                          applies_at(kbps))
+                for i, (_, state, kbps) in enumerate(items)]
 
 
 def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
@@ -231,10 +237,14 @@ def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
     return pieces
 
 
-def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState) -> np.ndarray:
-    """The LPC synthesis and de-emphasis filters over one stream's graph output (n frames)."""
+def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState,
+              lower: bool = False) -> np.ndarray:
+    """The background postfilter (its floors always followed, the bands lowered where `lower`),
+    then the LPC synthesis and de-emphasis filters, over one stream's graph output (n frames)."""
     out = np.empty(len(excitation) * HOP, dtype=np.float32)
     for i, current in enumerate(cepstrum):
+        lowered = lower_background(current, state.background)
+        current = lowered if lower else current
         start = 0
         for length, envelope in hop_envelopes(current, state.previous_cepstrum):
             a, residual_power = lpc_from_cepstrum(envelope)
