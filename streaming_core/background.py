@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
-from scipy.fft import idct
 
 from streaming_core.constants import NB_BANDS
+from streaming_core.spectrum import inverse_dct_matrix
 
 DEPTH_DB = 6.0
 """The most a band is lowered (at its floor for long enough)."""
@@ -36,7 +36,8 @@ PRESENT_DB = 8.0
 """A band at least this far above its floor counts as present (left as it is)."""
 MAX_BITRATE_BPS = 1600
 """The modes at or below this rate (hop-800, hop-1200, hop-1600) are lowered; above it, and for
-unquantized features, the floors are followed but the envelope passes as decoded. In the 30-clip
+unquantized features, the postfilter does not run (nor follow the floors: a stream that moves
+down to a low mode starts from the floors it had there, which the next 1.5 s replace). In the 30-clip
 full report every mode with the postfilter kept its lead over the DSP decoder's means but
 scalar-2400, whose ViSQOL fell from +0.026 to -0.002 against it; the coded envelope's noise in
 the background, which the postfilter answers, is the low rates' (`models/README.md`)."""
@@ -64,10 +65,9 @@ def applies_at(bitrate_bps: float | None) -> bool:
 
 @cache
 def _dct_matrices() -> tuple[np.ndarray, np.ndarray]:
-    """(cepstrum -> dB of band level, dB of band level -> cepstrum): the orthonormal DCT of
-    `streaming_core.spectrum` as matrices, scaled by 10 dB per decade (one product per hop is a
-    tenth of a `scipy.fft.dct` call's time)."""
-    inverse = idct(np.eye(NB_BANDS), type=2, norm="ortho", axis=-1)
+    """(cepstrum -> dB of band level, dB of band level -> cepstrum): `inverse_dct_matrix` and
+    its transpose, scaled by 10 dB per decade."""
+    inverse = inverse_dct_matrix()
     return 10.0 * inverse, inverse.T / 10.0
 
 

@@ -196,7 +196,7 @@ class NeuralSynthesizer:
         if not len(features):
             return np.empty(0, dtype=np.float32)
         return _filtered(*self.run_graph(features, state, bitrate_bps), state,
-                         applies_at(bitrate_bps))
+                         lower_background_bands=applies_at(bitrate_bps))
 
     def synthesize_together(self, items: list[tuple[np.ndarray, NeuralSynthState, float | None]]
                             ) -> list[np.ndarray]:
@@ -206,13 +206,13 @@ class NeuralSynthesizer:
         frames = {np.asarray(features).size // NB_FEATURES for features, _, _ in items}
         if len(items) < 2 or len(frames) != 1 or not frames.pop():
             return [self.synthesize(*item) for item in items]
-        feeds = [self._feed(np.asarray(features).reshape(-1, NB_FEATURES), state, kbps)
-                 for features, state, kbps in items]
+        feeds = [self._feed(np.asarray(features).reshape(-1, NB_FEATURES), state, bitrate_bps)
+                 for features, state, bitrate_bps in items]
         stacked = self.batcher.run({name: np.concatenate([feed[name] for feed in feeds])
                                     for name in feeds[0]})
         return [_filtered(*self._advance(state, [output[i : i + 1] for output in stacked]), state,
-                          applies_at(kbps))
-                for i, (_, state, kbps) in enumerate(items)]
+                          lower_background_bands=applies_at(bitrate_bps))
+                for i, (_, state, bitrate_bps) in enumerate(items)]
 
 
 def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
@@ -237,14 +237,15 @@ def hop_envelopes(cepstrum: np.ndarray, previous: np.ndarray | None
     return pieces
 
 
-def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState,
-              lower: bool = False) -> np.ndarray:
-    """The background postfilter (its floors always followed, the bands lowered where `lower`),
-    then the LPC synthesis and de-emphasis filters, over one stream's graph output (n frames)."""
+def _filtered(excitation: np.ndarray, cepstrum: np.ndarray, state: NeuralSynthState, *,
+              lower_background_bands: bool) -> np.ndarray:
+    """The background postfilter (where `lower_background_bands`: the mode's rate is low enough,
+    `background.applies_at`), then the LPC synthesis and de-emphasis filters, over one stream's
+    graph output (n frames)."""
     out = np.empty(len(excitation) * HOP, dtype=np.float32)
     for i, current in enumerate(cepstrum):
-        lowered = lower_background(current, state.background)
-        current = lowered if lower else current
+        if lower_background_bands:
+            current = lower_background(current, state.background)
         start = 0
         for length, envelope in hop_envelopes(current, state.previous_cepstrum):
             a, residual_power = lpc_from_cepstrum(envelope)

@@ -215,18 +215,17 @@ def _filter_snr(speech, runtime_scheme, training_scheme, monkeypatch, wobble_db:
     through the envelopes of real speech (every other hop's level lowered by `wobble_db`, so
     that half the hops fall), each with its own piece scheme."""
     import models.vocoder.dsp as dsp
-    import streaming_core.background as background
     import streaming_core.neural_synth as neural_synth
 
     monkeypatch.setattr(neural_synth, "ENVELOPE_SUBFRAMES", runtime_scheme)
     monkeypatch.setattr(dsp, "ENVELOPE_SUBFRAMES", training_scheme)
-    # the background postfilter runs only at run time (no weight depends on it): off here
-    monkeypatch.setattr(background, "DEPTH_DB", 0.0)
     cepstra = analyze_signal(speech[:32000])[:, :18].astype(np.float64)
     cepstra[1::2, 0] -= wobble_db * neural_synth.C0_PER_DB
     excitation = 0.2 * np.random.default_rng(0).standard_normal((len(cepstra), 160))
     state = neural_synth.NeuralSynthState(gru_state=np.zeros((1, 1)), enhancer_state=np.zeros((1, 1)))
-    runtime = neural_synth._filtered(excitation, cepstra, state)[160:].astype(np.float64)
+    # the background postfilter runs only at run time (no weight depends on it): off here
+    runtime = neural_synth._filtered(excitation, cepstra, state,
+                                     lower_background_bands=False)[160:].astype(np.float64)
     training = dsp.filter_hops(torch.tensor(excitation[None], dtype=torch.float32),
                                torch.tensor(cepstra[None], dtype=torch.float32),
                                dsp.LpcFromCepstrum())[0, 160:].double().numpy()
